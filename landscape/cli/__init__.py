@@ -1,0 +1,66 @@
+"""Command line: ``landscape COMMAND ...``, a thin layer over the library.
+
+Each command lives in its own module here with ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``; library imports happen inside ``run`` so ``--help`` is instant. A
+`LandscapeError` (bad input) becomes one line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+# Order is the order shown by --help.
+COMMANDS = ["demo", "train", "plot", "surface", "render", "hessian", "sharpness", "sweep", "report",
+            "figures", "bench", "info"]
+
+
+def _available_commands() -> list[str]:
+    here = os.path.dirname(__file__)
+    return [c for c in COMMANDS if os.path.exists(os.path.join(here, f"{c}.py"))]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="landscape",
+        description="Loss-landscape and sharpness analysis: filter-normalized plots, Hessian spectra, "
+                    "sharpness measures and batch-size studies.")
+    parser.add_argument("--version", action="version", version=f"landscape {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _available_commands():
+        module = importlib.import_module(f".{name}", __name__)
+        p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..errors import LandscapeError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.run(args) or 0)
+    except LandscapeError as e:
+        print(f"landscape {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"landscape {args.command}: error: no such file: {e.filename or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"landscape {args.command}: interrupted; finished work is saved, rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Argument types and groups shared by several commands (one definition, one spelling)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+
+def grid_range(text: str) -> np.ndarray:
+    """``a:b:n`` -> n evenly spaced values from a to b inclusive (``-1:1:51``)."""
+    try:
+        a, b, n = text.split(":")
+        a, b, n = float(a), float(b), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX:COUNT such as -1:1:51, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"COUNT must be at least 1 in {text!r}")
+    if n > 1 and not b > a:
+        raise argparse.ArgumentTypeError(f"MAX must exceed MIN in {text!r}")
+    return np.linspace(a, b, n)
+
+
+def json_dict(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"hidden\": [64]}}', got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
+    return v
+
+
+def add_checkpoint_args(p: argparse.ArgumentParser, multi: bool = False) -> None:
+    p.add_argument("--ckpt", required=True, help="checkpoint file (.pt, .t7, .safetensors, bare state_dict)")
+    if multi:
+        p.add_argument("--ckpt2", help="second checkpoint: x is the line from --ckpt to it")
+        p.add_argument("--ckpt3", help="third checkpoint: y spans the plane through the three")
+    p.add_argument("--model", help="registry name, needed when the file does not name its model")
+    p.add_argument("--model-args", type=json_dict, default=None, help="JSON constructor arguments for --model")
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's own)")
+    p.add_argument("--data-root", default=None, help="directory holding CIFAR / MNIST files")
+    p.add_argument("--loss", default="crossentropy", choices=["crossentropy", "mse"])
+    p.add_argument("--batch-size", type=positive_int, default=None, help="evaluation batch size")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")

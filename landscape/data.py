@@ -1,0 +1,270 @@
+"""Datasets by name, and one way to turn any user data into tensors.
+
+Built-in data never touches the network: ``digits`` ships with scikit-learn and ``mnist1d`` is
+generated locally (and cached). CIFAR and (Fashion-)MNIST are read from files the user already
+has under ``--data-root``. Everything comes back as a `LabeledData` (a `TensorDataset` that knows
+its name, input shape and class count) normalized with fixed per-dataset statistics, never
+augmented.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence, Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from .errors import LandscapeError
+
+DataSpec = Union[Dataset, DataLoader, "tuple[torch.Tensor, torch.Tensor]"]
+SPLITS = ("train", "test")
+
+
+class LabeledData(TensorDataset):
+    """Inputs and targets as two tensors, plus what a model needs to know about them."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, name: str = "custom",
+                 num_classes: int | None = None, split: str = "train"):
+        super().__init__(inputs, targets)
+        self.name = name
+        self.split = split
+        self.inputs, self.targets = inputs, targets
+        self.input_shape = tuple(inputs.shape[1:])
+        if num_classes is None and targets.dtype == torch.int64 and len(targets):
+            num_classes = int(targets.max()) + 1
+        self.num_classes = num_classes
+
+    def __repr__(self) -> str:
+        return (f"LabeledData({self.name!r}, split={self.split!r}, n={len(self)}, "
+                f"input_shape={self.input_shape}, num_classes={self.num_classes})")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    input_shape: tuple
+    num_classes: int
+    needs_root: bool
+    loader: Callable[[str, Path | None], tuple[np.ndarray, np.ndarray]]
+    mean: Sequence[float]
+    std: Sequence[float]
+    expected_files: str = ""
+
+
+def cache_dir() -> Path:
+    """Where generated data is cached: $LANDSCAPE_CACHE or ~/.cache/landscape."""
+    return Path(os.environ.get("LANDSCAPE_CACHE", Path.home() / ".cache" / "landscape"))
+
+
+# ---------------------------------------------------------------- built-in, no download
+def _load_digits(split: str, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = (d.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    y = d.target.astype(np.int64)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=360, random_state=0, stratify=y)
+    return (xtr, ytr) if split == "train" else (xte, yte)
+
+
+def _load_mnist1d(split: str, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    path = cache_dir() / "mnist1d-v1.npz"
+    if not path.exists():
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        d = make_dataset(get_dataset_args())  # local generation, seed fixed by the defaults
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
+        os.replace(tmp, path)
+    d = np.load(path)
+    x, y = (d["x"], d["y"]) if split == "train" else (d["x_test"], d["y_test"])
+    return x.astype(np.float32).reshape(-1, 1, x.shape[-1]), y.astype(np.int64)
+
+
+# ---------------------------------------------------------------- from --data-root
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """CIFAR's python batches are pickles; allow only what numpy arrays need, run nothing else."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise LandscapeError(f"refusing to unpickle {module}.{name}: a CIFAR batch holds only arrays")
+
+
+def _read_pickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return _ArrayOnlyUnpickler(f, encoding="bytes").load()
+
+
+def _find_dir(root: Path, candidates: Sequence[str], marker: str) -> Path | None:
+    for sub in candidates:
+        d = root / sub
+        if (d / marker).exists() or (d / (marker + ".gz")).exists():
+            return d
+    return None
+
+
+def _load_cifar(split: str, root: Path, *, hundred: bool) -> tuple[np.ndarray, np.ndarray]:
+    sub, marker = ("cifar-100-python", "train") if hundred else ("cifar-10-batches-py", "data_batch_1")
+    d = _find_dir(root, [sub, "."], marker)
+    if d is None:
+        raise FileNotFoundError
+    if hundred:
+        files, key = [("train" if split == "train" else "test")], b"fine_labels"
+    else:
+        files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        key = b"labels"
+    xs, ys = [], []
+    for name in files:
+        batch = _read_pickle(d / name)
+        xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(batch[key], dtype=np.int64))
+    return np.concatenate(xs).astype(np.float32) / 255.0, np.concatenate(ys)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    magic = int.from_bytes(raw[:4], "big")
+    ndim = magic & 0xFF
+    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _load_idx(split: str, root: Path, *, subdirs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    prefix = "train" if split == "train" else "t10k"
+    d = _find_dir(root, subdirs, f"{prefix}-images-idx3-ubyte")
+    if d is None:
+        raise FileNotFoundError
+
+    def pick(stem: str) -> Path:
+        p = d / stem
+        return p if p.exists() else d / (stem + ".gz")
+
+    x = _read_idx(pick(f"{prefix}-images-idx3-ubyte")).astype(np.float32) / 255.0
+    y = _read_idx(pick(f"{prefix}-labels-idx1-ubyte")).astype(np.int64)
+    return x.reshape(-1, 1, 28, 28), y
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "digits": DatasetInfo("digits", (1, 8, 8), 10, False, _load_digits, [0.3055], [0.3831]),
+    "mnist1d": DatasetInfo("mnist1d", (1, 40), 10, False, _load_mnist1d, [-0.0148], [0.9948]),
+    "cifar10": DatasetInfo(
+        "cifar10", (3, 32, 32), 10, True, lambda s, r: _load_cifar(s, r, hundred=False),
+        [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616],
+        "cifar-10-batches-py/{data_batch_1..5,test_batch} (the 'CIFAR-10 python version' archive, extracted)"),
+    "cifar100": DatasetInfo(
+        "cifar100", (3, 32, 32), 100, True, lambda s, r: _load_cifar(s, r, hundred=True),
+        [0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762],
+        "cifar-100-python/{train,test} (the 'CIFAR-100 python version' archive, extracted)"),
+    "mnist": DatasetInfo(
+        "mnist", (1, 28, 28), 10, True, lambda s, r: _load_idx(s, r, subdirs=[".", "MNIST/raw", "mnist"]),
+        [0.1307], [0.3081],
+        "{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (directly, or under MNIST/raw/)"),
+    "fashion-mnist": DatasetInfo(
+        "fashion-mnist", (1, 28, 28), 10, True,
+        lambda s, r: _load_idx(s, r, subdirs=[".", "FashionMNIST/raw", "fashion-mnist"]),
+        [0.2860], [0.3530],
+        "{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (directly, or under FashionMNIST/raw/)"),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise LandscapeError(f"unknown dataset {name!r}; built in: {', '.join(DATASETS)} "
+                             "(or pass your own data through the Python API)") from None
+
+
+def get_dataset(name: str, split: str = "train", root: str | os.PathLike | None = None) -> LabeledData:
+    """Load a dataset split, normalized with the dataset's fixed mean and std, never augmented."""
+    info = dataset_info(name)
+    if split not in SPLITS:
+        raise LandscapeError(f"unknown split {split!r}; use 'train' or 'test'")
+    root_path = None
+    if info.needs_root:
+        if root is None:
+            raise LandscapeError(f"dataset {name!r} is read from local files: pass --data-root DIR "
+                                 f"(root=...) where DIR holds {info.expected_files}")
+        root_path = Path(root).expanduser()
+        if not root_path.is_dir():
+            raise LandscapeError(f"data root {str(root_path)!r} is not a directory; it should hold "
+                                 f"{info.expected_files}")
+    try:
+        x, y = info.loader(split, root_path)
+    except FileNotFoundError:
+        raise LandscapeError(f"{name} files not found under {str(root_path)!r}: expected "
+                             f"{info.expected_files}; nothing is downloaded") from None
+    mean = np.asarray(info.mean, dtype=np.float32).reshape((-1,) + (1,) * (x.ndim - 2))
+    std = np.asarray(info.std, dtype=np.float32).reshape((-1,) + (1,) * (x.ndim - 2))
+    x = (x - mean) / std
+    return LabeledData(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+                       torch.from_numpy(y), name=name, num_classes=info.num_classes, split=split)
+
+
+# ---------------------------------------------------------------- any data -> tensors
+def as_tensors(data: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accept a `(inputs, targets)` tuple, a `TensorDataset`, any `Dataset` or a `DataLoader`.
+
+    Measurements iterate the same samples many times, so they are materialised once as two
+    tensors (sliced into batches later) instead of re-running a Python data pipeline per point.
+    """
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        x, y = data
+    elif isinstance(data, TensorDataset) and len(data.tensors) >= 2:
+        x, y = data.tensors[0], data.tensors[1]
+    elif isinstance(data, DataLoader):
+        xs, ys = [], []
+        for batch in data:
+            if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
+                raise LandscapeError("a DataLoader must yield (inputs, targets) batches")
+            xs.append(torch.as_tensor(batch[0]))
+            ys.append(torch.as_tensor(batch[1]))
+        if not xs:
+            raise LandscapeError("the DataLoader yielded no batches")
+        x, y = torch.cat(xs), torch.cat(ys)
+    elif isinstance(data, Dataset):
+        items = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
+        if not items:
+            raise LandscapeError("the dataset is empty")
+        x = torch.stack([torch.as_tensor(it[0]) for it in items])
+        y = torch.stack([torch.as_tensor(it[1]) for it in items])
+    else:
+        raise LandscapeError(f"data must be a Dataset, a DataLoader or a (inputs, targets) tuple of "
+                             f"tensors, not {type(data).__name__}")
+    if len(x) != len(y):
+        raise LandscapeError(f"inputs and targets differ in length ({len(x)} vs {len(y)})")
+    if len(x) == 0:
+        raise LandscapeError("the data holds no samples")
+    return x, y
+
+
+def subset_indices(n_total: int, n: int | None, seed: int = 0) -> torch.Tensor | None:
+    """A fixed random subset of ``n`` sample indices (sorted), or None for all samples."""
+    if n is None or n >= n_total:
+        return None
+    if n <= 0:
+        raise LandscapeError(f"--samples must be positive, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n_total, generator=g)[:n].sort().values
+
+
+def iter_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Consecutive slices (views, no copies); the last batch may be smaller."""
+    bs = len(x) if not batch_size else batch_size
+    for i in range(0, len(x), bs):
+        yield x[i:i + bs], y[i:i + bs]

@@ -1,0 +1,61 @@
+"""A registry of model constructors, in the spirit of timm: `build_model(name, **kwargs)`.
+
+Each built model remembers its registry name and arguments (``model.landscape_spec``) so a
+checkpoint can rebuild it without pickling code.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..errors import LandscapeError
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None):
+    """Decorator: add a constructor to the registry under its function name (or ``name``)."""
+    def wrap(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name or f.__name__] = f
+        return f
+    return wrap(fn) if fn is not None else wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model; unknown names and arguments are one clear error."""
+    try:
+        ctor = _REGISTRY[name]
+    except KeyError:
+        raise LandscapeError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
+    params = inspect.signature(ctor).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        bad = sorted(set(kwargs) - set(params))
+        if bad:
+            raise LandscapeError(f"model {name!r} takes no argument(s) {bad}; it takes {sorted(params)}")
+    model = ctor(**kwargs)
+    model.landscape_spec = {"name": name, "args": dict(kwargs)}
+    return model
+
+
+class ShapeCheckedModel(nn.Module):
+    """Base class: refuse inputs whose per-sample shape differs from the one built for."""
+
+    def __init__(self, input_shape: tuple, strict_spatial: bool = True):
+        super().__init__()
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.strict_spatial = strict_spatial
+
+    def check_input(self, x: torch.Tensor) -> None:
+        got = tuple(x.shape[1:])
+        want = self.input_shape
+        ok = got == want if self.strict_spatial else (len(got) == len(want) and got[0] == want[0])
+        if not ok:
+            raise LandscapeError(f"{type(self).__name__} was built for inputs of shape {want} per sample "
+                                 f"but got {got}; build it with input_shape={got} or use matching data")

@@ -1,0 +1,78 @@
+"""CIFAR ResNets (He et al. 2016) with 1x1-conv projection shortcuts, as in Li et al.'s code.
+
+``resnet20`` has 272,474 parameters for 10 classes. The ``_noshort`` variants drop every skip
+connection, which is what makes Li et al.'s ResNet-56-noshort landscape chaotic.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import ShapeCheckedModel, register_model
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int, shortcut: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.use_shortcut = shortcut
+        self.shortcut = nn.Sequential()
+        if shortcut and (stride != 1 or c_in != c_out):
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.use_shortcut:
+            out = out + self.shortcut(x)
+        return F.relu(out)
+
+
+class CifarResNet(ShapeCheckedModel):
+    def __init__(self, depth: int, input_shape: Sequence[int], num_classes: int, shortcut: bool = True,
+                 block=BasicBlock, width: int = 16, **block_kwargs):
+        super().__init__(tuple(input_shape), strict_spatial=False)
+        if (depth - 2) % 6:
+            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(self.input_shape[0], width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        layers, c_in = [], width
+        for stage, c_out in enumerate((width, 2 * width, 4 * width)):
+            blocks = []
+            for i in range(n):
+                stride = 2 if (stage > 0 and i == 0) else 1
+                blocks.append(block(c_in, c_out, stride, shortcut, **block_kwargs))
+                c_in = c_out
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = layers
+        self.linear = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.linear(out)
+
+
+def _register(depth: int, shortcut: bool) -> None:
+    name = f"resnet{depth}" + ("" if shortcut else "_noshort")
+
+    def ctor(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> CifarResNet:
+        return CifarResNet(depth, input_shape, num_classes, shortcut=shortcut)
+
+    ctor.__name__ = ctor.__qualname__ = name
+    ctor.__doc__ = f"CIFAR ResNet-{depth}{'' if shortcut else ' without skip connections'}."
+    register_model(ctor, name=name)
+
+
+for _depth in (20, 56, 110):
+    for _short in (True, False):
+        _register(_depth, _short)
