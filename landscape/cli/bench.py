@@ -1,0 +1,39 @@
+"""``landscape bench``: time the evaluator (default), Hessian solvers (--hessian) or the shift op."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+
+from .common import positive_int
+
+HELP = "benchmark the surface evaluator, the Hessian solvers (--hessian) or the shift kernel (--op shift)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hessian", action="store_true", help="benchmark top-eigenvalue solvers instead of surfaces")
+    p.add_argument("--op", choices=["shift"], default=None, help="benchmark a native op instead of surfaces")
+    p.add_argument("--model", default="convnet", help="registry model name")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--grid", type=positive_int, default=21, help="grid side: GRID x GRID points")
+    p.add_argument("--samples", type=positive_int, default=None, help="samples per point (default: all)")
+    p.add_argument("--rtol", type=float, default=0.02, help="rtol used for the adaptive-precision comparison")
+    p.add_argument("--k", type=positive_int, default=5, help="eigenvalues for --hessian")
+    p.add_argument("--shape", default="128,96,32,32", help="N,C,H,W tensor for --op shift")
+    p.add_argument("--dtype", default="float32", help="dtype for --op shift")
+    p.add_argument("--device", default=None)
+    p.add_argument("--repeat", type=positive_int, default=5, help="timed repetitions (the best is kept)")
+    p.add_argument("--json", dest="json_out", default=None, help="also write the JSON result to this file")
+
+
+def run(args: argparse.Namespace) -> int:
+    mode = "hessian" if args.hessian else (args.op or "surface")
+    module = importlib.import_module(f"landscape.bench.{mode}")
+    result = module.run(args)  # prints its own readable table
+    line = json.dumps(result, sort_keys=True, default=float)
+    print(line)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            f.write(line + "\n")
+    return 0
