@@ -1,0 +1,54 @@
+"""``landscape surface``: compute a surface file only (no figures), for scripting."""
+from __future__ import annotations
+
+import argparse
+
+from .common import add_checkpoint_args, add_data_args, grid_range, positive_int
+
+HELP = "compute a 1D/2D loss surface into an h5 file (no figures)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_checkpoint_args(p, multi=True)
+    add_data_args(p)
+    p.add_argument("--x", type=grid_range, default=None, help="MIN:MAX:COUNT along x (default -1:1:51, "
+                   "or -0.5:1.5:41 between checkpoints)")
+    p.add_argument("--y", type=grid_range, default=None, help="MIN:MAX:COUNT along y: makes the surface 2D")
+    p.add_argument("--norm", default="filter", choices=["filter", "layer", "weight", "dfilter", "dlayer", "none"])
+    p.add_argument("--ignore", default="biasbn", choices=["biasbn", "none"],
+                   help="biasbn: zero direction on biases and BN parameters")
+    p.add_argument("--kind", default=None, choices=["weights", "states"],
+                   help="perturb parameters only, or the whole state_dict incl. BN statistics "
+                        "(default: weights; states between checkpoints)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random directions")
+    p.add_argument("--orthogonalize", action="store_true", help="make y orthogonal to x")
+    p.add_argument("--dir-file", default=None, help="read directions from this h5 file instead")
+    p.add_argument("--samples", type=positive_int, default=None,
+                   help="evaluate every point on the same random subset of N samples per split")
+    p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def job_from_args(args: argparse.Namespace):
+    import numpy as np
+    from pathlib import Path
+
+    from ..workflow import SurfaceJob
+
+    x = args.x if args.x is not None else (np.linspace(-0.5, 1.5, 41) if args.ckpt2 else np.linspace(-1, 1, 51))
+    return SurfaceJob(ckpt=args.ckpt, ckpt2=args.ckpt2, ckpt3=args.ckpt3, x=x, y=args.y, model=args.model,
+                      model_args=args.model_args, dataset=args.dataset, data_root=args.data_root,
+                      splits=args.splits, norm=args.norm, ignore=args.ignore, kind=args.kind, seed=args.seed,
+                      orthogonalize=args.orthogonalize, dir_file=args.dir_file, samples=args.samples,
+                      loss=args.loss, batch_size=args.batch_size, device=args.device,
+                      out=args.out or str(Path("out") / Path(args.ckpt).stem), progress=not args.no_progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..workflow import run_surface_job
+
+    job = job_from_args(args)
+    surface = run_surface_job(job)
+    print(f"surface: {job.surface_path()} ({int(surface.done.sum())}/{surface.done.size} points)")
+    return 0

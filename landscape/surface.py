@@ -1,0 +1,400 @@
+"""Loss surfaces over 1D and 2D grids, stored as h5 files that resume and never mix runs.
+
+File layout (GUIDE.md section 4): ``xcoordinates``, ``ycoordinates``, one array per quantity
+(``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``, ...) with shape ``(len(y), len(x))``
+and ``value[j, i]`` at ``(x[i], y[j])`` (or ``(len(x),)`` in 1D), a ``done`` mask, and attributes
+that make the run reproducible. Points not computed yet are NaN.
+
+Finished points are appended to a line-per-point journal (``SURF.h5.journal``) as they arrive and
+folded into the h5 file by an atomic rewrite every few seconds, so a job killed at any moment
+loses only the points in flight and rerunning the same command computes only what is missing.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .data import DataSpec, as_tensors, subset_indices
+from .directions import directions_fingerprint
+from .errors import LandscapeError
+from .evaluation import Evaluator
+from .losses import LossSpec, loss_name
+from .params import WeightShifter
+
+FORMAT = "landscape-surface"
+PointFn = Callable[[nn.Module], Mapping[str, float]]
+
+
+@dataclass
+class Surface:
+    """A computed (or partly computed) surface: coordinates, named arrays, done mask, attributes."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    arrays: dict[str, np.ndarray]
+    done: np.ndarray
+    attrs: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def ndim(self) -> int:
+        return 1 if self.y is None else 2
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.x),) if self.y is None else (len(self.y), len(self.x))
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.arrays)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return self.arrays[name]
+        except KeyError:
+            raise KeyError(f"surface has no {name!r}; it has {self.names}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.arrays
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.done.all())
+
+    def coords(self, p: int) -> tuple[float, ...]:
+        """Grid coordinates of flat point index ``p`` (C order over the array shape)."""
+        if self.y is None:
+            return (float(self.x[p]),)
+        j, i = divmod(p, len(self.x))
+        return float(self.x[i]), float(self.y[j])
+
+
+def _attr_value(value: Any) -> Any:
+    """h5 attributes hold strings and numbers; everything else goes in as JSON."""
+    if value is None:
+        return "none"
+    if isinstance(value, (str, bool, int, float, np.integer, np.floating)):
+        return value
+    return json.dumps(value, default=str)
+
+
+def _read_attrs(h5attrs) -> dict:
+    out = {}
+    for k, v in h5attrs.items():
+        if isinstance(v, bytes):
+            v = v.decode()
+        elif hasattr(v, "item") and np.ndim(v) == 0:
+            v = v.item()
+        out[k] = v
+    return out
+
+
+class SurfaceStore:
+    """The surface h5 file owned by one writer process, plus its append-only journal."""
+
+    def __init__(self, path: str | os.PathLike, x: np.ndarray, y: np.ndarray | None,
+                 fingerprint: Mapping[str, Any], attrs: Mapping[str, Any], flush_seconds: float = 5.0):
+        self.path = Path(path)
+        self.journal_path = self.path.with_name(self.path.name + ".journal")
+        self.x = np.asarray(x, dtype=np.float64)
+        self.y = None if y is None else np.asarray(y, dtype=np.float64)
+        self.shape = (len(self.x),) if self.y is None else (len(self.y), len(self.x))
+        self.fingerprint = {k: _attr_value(v) for k, v in fingerprint.items()}
+        self.attrs = {k: _attr_value(v) for k, v in attrs.items()}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.extra_datasets: dict[str, np.ndarray] = {}
+        self.done = np.zeros(self.shape, dtype=bool)
+        self.flush_seconds = flush_seconds
+        self._last_flush = time.monotonic()
+        self._dirty = False
+        if self.path.exists():
+            self._load_existing()
+        self._replay_journal()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._journal = open(self.journal_path, "a", encoding="utf-8")
+
+    # -------------------------------------------------------------- resume
+    def _load_existing(self) -> None:
+        import h5py
+
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as e:
+            raise LandscapeError(f"{self.path} exists but is not a readable h5 file ({e}); move it away or pick "
+                                 "another --out") from None
+        with f:
+            old = _read_attrs(f.attrs)
+            if old.get("format") != FORMAT:
+                raise LandscapeError(f"{self.path} is not a landscape surface file; pick another --out")
+            old_x = f["xcoordinates"][()]
+            old_y = f["ycoordinates"][()] if "ycoordinates" in f else None
+            if old_x.shape != self.x.shape or not np.array_equal(old_x, self.x) or \
+                    (old_y is None) != (self.y is None) or (self.y is not None and not np.array_equal(old_y, self.y)):
+                raise LandscapeError(f"{self.path} holds a different grid than this command asks for; use another "
+                                     "--out (or delete the file) to start a new surface")
+            for key, want in self.fingerprint.items():
+                have = old.get(key, "none")
+                if str(have) != str(want):
+                    raise LandscapeError(f"{self.path} was computed with {key}={_short(have)}, this command asks for "
+                                         f"{key}={_short(want)}; use another --out, or delete the file to recompute")
+            self.done = f["done"][()].astype(bool).reshape(self.shape)
+            for name in f:
+                if name in ("xcoordinates", "ycoordinates", "done"):
+                    continue
+                data = f[name][()]
+                if data.shape == self.shape:
+                    self.arrays[name] = data.astype(np.float64)
+                else:
+                    self.extra_datasets[name] = data
+
+    def _replay_journal(self) -> None:
+        if not self.journal_path.exists():
+            return
+        with open(self.journal_path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a kill: that point is simply recomputed
+                self._put(int(rec["p"]), rec["v"])
+
+    # -------------------------------------------------------------- writing
+    def _put(self, p: int, values: Mapping[str, float]) -> None:
+        index = np.unravel_index(p, self.shape)
+        for name, value in values.items():
+            if name not in self.arrays:
+                self.arrays[name] = np.full(self.shape, np.nan)
+            self.arrays[name][index] = value
+        self.done[index] = True
+
+    def pending(self) -> list[int]:
+        return [int(p) for p in np.flatnonzero(~self.done.reshape(-1))]
+
+    def record(self, p: int, values: Mapping[str, float]) -> None:
+        values = {k: float(v) for k, v in values.items()}
+        self._put(p, values)
+        self._journal.write(json.dumps({"p": int(p), "v": values}) + "\n")
+        self._journal.flush()
+        self._dirty = True
+        if time.monotonic() - self._last_flush > self.flush_seconds:
+            self.flush()
+
+    def add_dataset(self, name: str, data: np.ndarray) -> None:
+        self.extra_datasets[name] = np.asarray(data)
+
+    def flush(self) -> None:
+        """Rewrite the h5 atomically from memory, then empty the journal it now contains."""
+        import h5py
+
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("xcoordinates", data=self.x)
+            if self.y is not None:
+                f.create_dataset("ycoordinates", data=self.y)
+            for name, arr in self.arrays.items():
+                f.create_dataset(name, data=arr)
+            for name, arr in self.extra_datasets.items():
+                f.create_dataset(name, data=arr)
+            f.create_dataset("done", data=self.done)
+            for k, v in {**self.attrs, **self.fingerprint}.items():
+                f.attrs[k] = v
+            f.attrs["format"] = FORMAT
+            f.attrs["fingerprint_keys"] = json.dumps(sorted(self.fingerprint))
+            f.attrs["points_done"] = int(self.done.sum())
+        os.replace(tmp, self.path)
+        self._journal.truncate(0)
+        self._journal.seek(0)
+        self._dirty = False
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+        self._journal.close()
+        if self.journal_path.exists() and self.journal_path.stat().st_size == 0:
+            self.journal_path.unlink()
+
+    def surface(self) -> Surface:
+        attrs = {**self.attrs, **self.fingerprint, "format": FORMAT}
+        return Surface(self.x, self.y, dict(self.arrays), self.done.copy(), attrs, self.path)
+
+
+def _short(value: Any, n: int = 60) -> str:
+    s = str(value)
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def load_surface(path: str | os.PathLike) -> Surface:
+    """Read a surface file (including points still only in its journal)."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise LandscapeError(f"surface file {str(path)!r} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise LandscapeError(f"{path} is not a readable h5 file ({e})") from None
+    with f:
+        if "xcoordinates" not in f:
+            raise LandscapeError(f"{path} has no 'xcoordinates': not a surface file")
+        x = f["xcoordinates"][()]
+        y = f["ycoordinates"][()] if "ycoordinates" in f else None
+        shape = (len(x),) if y is None else (len(y), len(x))
+        arrays = {name: f[name][()].astype(np.float64) for name in f
+                  if name not in ("xcoordinates", "ycoordinates", "done") and f[name].shape == shape}
+        done = f["done"][()].astype(bool) if "done" in f else np.isfinite(next(iter(arrays.values()), np.zeros(shape)))
+        attrs = _read_attrs(f.attrs)
+    journal = path.with_name(path.name + ".journal")
+    if journal.exists():
+        with open(journal, encoding="utf-8") as jf:
+            for line in jf:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                index = np.unravel_index(int(rec["p"]), shape)
+                for name, value in rec["v"].items():
+                    arrays.setdefault(name, np.full(shape, np.nan))[index] = value
+                done[index] = True
+    return Surface(x, y, arrays, done.reshape(shape), attrs, path)
+
+
+# ------------------------------------------------------------------ computing
+def _as_splits(data: DataSpec | Mapping[str, DataSpec], test_data: DataSpec | None) -> dict[str, DataSpec]:
+    if isinstance(data, Mapping):
+        splits = dict(data)
+    else:
+        splits = {"train": data}
+    if test_data is not None:
+        splits["test"] = test_data
+    return splits
+
+
+def _subset(x: torch.Tensor, y: torch.Tensor, samples: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    idx = subset_indices(len(x), samples, seed)
+    return (x, y, None) if idx is None else (x[idx], y[idx], idx)
+
+
+def _tensor_hash(t: torch.Tensor | None) -> str:
+    import hashlib
+
+    if t is None:
+        return "all"
+    return hashlib.sha256(t.cpu().numpy().tobytes()).hexdigest()[:16]
+
+
+def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Tensor]],
+                    data: DataSpec | Mapping[str, DataSpec], x: Sequence[float], y: Sequence[float] | None = None,
+                    out: str | os.PathLike | None = None, *, test_data: DataSpec | None = None,
+                    loss: LossSpec = "crossentropy", batch_size: int | None = None,
+                    device: str | torch.device | None = None, kind: str = "weights", samples: int | None = None,
+                    subset_seed: int = 0, extra: Sequence[PointFn] = (), progress: bool = True,
+                    attrs: Mapping[str, Any] | None = None, flush_seconds: float = 5.0) -> Surface:
+    """Evaluate loss and accuracy at ``w0 + x_i dx (+ y_j dy)`` for every grid point.
+
+    ``data`` is one dataset (called ``train``) or a mapping ``{split: data}``; ``test_data`` adds
+    a ``test`` split. ``samples`` evaluates every point on the same fixed random subset.
+    ``extra`` callables ``f(model) -> {name: value}`` add quantities per point (e.g. Hessian
+    extremes). With ``out`` the surface is written as it goes and resumed if the file exists.
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    y = None if y is None else np.asarray(y, dtype=np.float64).reshape(-1)
+    n_dirs = 1 if y is None else 2
+    if len(directions) < n_dirs:
+        raise LandscapeError(f"a {'2D' if n_dirs == 2 else '1D'} surface needs {n_dirs} direction(s), got {len(directions)}")
+    directions = list(directions)[:n_dirs]
+
+    splits = _as_splits(data, test_data)
+    evaluators, subsets = {}, {}
+    for split, d in splits.items():
+        xs, ys = as_tensors(d)
+        xs, ys, idx = _subset(xs, ys, samples, subset_seed)
+        subsets[split] = idx
+        evaluators[split] = Evaluator(model, (xs, ys), loss, batch_size, device)
+
+    fingerprint = {
+        "directions": directions_fingerprint(directions), "kind": kind, "loss": loss_name(loss),
+        "splits": sorted(splits), "samples": samples if samples else "all",
+        "subsets": {s: _tensor_hash(i) for s, i in subsets.items()},
+        "n_samples": {s: ev.n for s, ev in evaluators.items()},
+    }
+    for key in ("dataset", "checkpoint_sha256", "precision"):
+        if attrs and key in attrs:
+            fingerprint[key] = attrs[key]
+    all_attrs = {"package_version": __version__, "batch_size": evaluators[next(iter(evaluators))].batch_size,
+                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **dict(attrs or {})}
+    for key in fingerprint:
+        all_attrs.pop(key, None)
+
+    if out is not None:
+        store = SurfaceStore(out, x, y, fingerprint, all_attrs, flush_seconds)
+    else:
+        store = _MemoryStore(x, y, fingerprint, all_attrs)
+    for split, idx in subsets.items():
+        if idx is not None:
+            store.add_dataset(f"{split}_subset", idx.numpy())
+
+    todo = store.pending()
+    shifter = WeightShifter(model, directions, kind)
+    template = Surface(x, y, {}, store.done, {}, None)
+
+    def point(p: int) -> dict[str, float]:
+        shifter.set(template.coords(p))
+        values: dict[str, float] = {}
+        for split, ev in evaluators.items():
+            values[f"{split}_loss"], values[f"{split}_acc"] = ev()
+        for f in extra:
+            values.update({k: float(v) for k, v in f(model).items()})
+        return values
+
+    try:
+        if not todo and out is not None and progress:
+            print(f"{out}: all {store.done.size} points already computed; nothing to do")
+        bar = _progress(len(todo), progress, desc=f"{'2D' if y is not None else '1D'} surface")
+        for p in todo:
+            store.record(p, point(p))
+            bar.update(1)
+        bar.close()
+    finally:
+        shifter.restore()
+        store.close()
+    return store.surface()
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled or total == 0, desc=desc, unit="pt", dynamic_ncols=True)
+
+
+class _MemoryStore(SurfaceStore):
+    """The same bookkeeping without a file, for in-notebook use."""
+
+    def __init__(self, x, y, fingerprint, attrs):
+        self.path = None
+        self.x = np.asarray(x, dtype=np.float64)
+        self.y = None if y is None else np.asarray(y, dtype=np.float64)
+        self.shape = (len(self.x),) if self.y is None else (len(self.y), len(self.x))
+        self.fingerprint = {k: _attr_value(v) for k, v in fingerprint.items()}
+        self.attrs = {k: _attr_value(v) for k, v in attrs.items()}
+        self.arrays, self.extra_datasets = {}, {}
+        self.done = np.zeros(self.shape, dtype=bool)
+
+    def record(self, p: int, values: Mapping[str, float]) -> None:
+        self._put(p, values)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
