@@ -1,0 +1,86 @@
+"""``landscape train``: one training run that writes model.pt (+ snapshots) with full meta."""
+from __future__ import annotations
+
+import argparse
+
+from .common import json_dict, positive_float, positive_int
+
+HELP = "train one model (SGD/Adam, batch size, lr, weight decay, schedule, seed) and save checkpoints"
+DESCRIPTION = (HELP + ". Writes OUT/model.pt with the run's hyperparameters and final train/test loss and "
+               "accuracy in its meta, OUT/history.json, and OUT/snapshots/epoch_XXX.pt with --snapshot-every.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="convnet", help="registry model name")
+    p.add_argument("--model-args", type=json_dict, default=None,
+                   help="extra JSON constructor arguments (input shape and class count come from the dataset)")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--data-root", default=None, help="directory holding CIFAR / MNIST files")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate (after scaling)")
+    p.add_argument("--lr-scaling", choices=["none", "linear", "sqrt"], default="none",
+                   help="scale --lr from --base-batch-size to --batch-size")
+    p.add_argument("--base-batch-size", type=positive_int, default=128, help="batch size --lr was tuned at")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--nesterov", action="store_true")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 coefficient added to the gradient")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=positive_float, default=None, help="budget in epochs (default 20)")
+    budget.add_argument("--steps", type=positive_int, default=None, help="budget in optimizer steps")
+    p.add_argument("--schedule", choices=["constant", "step", "cosine", "linear"], default="constant")
+    p.add_argument("--warmup-steps", type=int, default=0, help="linear warmup steps")
+    p.add_argument("--milestones", default="0.5,0.75", help="step schedule: fractions of the run where lr *= gamma")
+    p.add_argument("--gamma", type=positive_float, default=0.1, help="step schedule decay factor")
+    p.add_argument("--seed", type=int, default=0, help="seeds the initialization and the data order")
+    p.add_argument("--snapshot-every", type=positive_int, default=None, help="save a snapshot every N epochs")
+    p.add_argument("--eval-every", type=positive_int, default=None, help="steps between test evaluations "
+                   "(default: one epoch)")
+    p.add_argument("--target-error", type=float, default=None,
+                   help="record the step and time at which test error first falls below this")
+    p.add_argument("--loss", default="crossentropy", choices=["crossentropy", "mse"])
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _milestones(text: str) -> tuple[float, ...]:
+    from ..errors import LandscapeError
+
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise LandscapeError(f"--milestones expects comma-separated fractions such as 0.5,0.75, got {text!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data import get_dataset
+    from ..schedules import scale_lr
+    from ..train import init_model, train
+
+    train_data = get_dataset(args.dataset, "train", args.data_root)
+    test_data = get_dataset(args.dataset, "test", args.data_root)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = init_model(args.model, train_data, seed=args.seed, **(args.model_args or {}))
+    lr = scale_lr(args.lr, args.batch_size, args.base_batch_size, args.lr_scaling)
+    epochs = args.epochs if args.epochs is not None or args.steps is not None else 20
+    result = train(model, train_data, test_data, optimizer=args.optimizer, lr=lr, momentum=args.momentum,
+                   nesterov=args.nesterov, batch_size=args.batch_size, weight_decay=args.weight_decay,
+                   epochs=epochs, steps=args.steps, schedule=args.schedule, warmup_steps=args.warmup_steps,
+                   milestones=_milestones(args.milestones), gamma=args.gamma, seed=args.seed,
+                   snapshot_every=args.snapshot_every, out_dir=args.out, eval_every=args.eval_every,
+                   target_error=args.target_error, progress=not args.no_progress, loss=args.loss, device=device,
+                   extra_meta={"base_lr": args.lr, "lr_scaling": args.lr_scaling,
+                               "base_batch_size": args.base_batch_size})
+    m = result.meta
+    print(f"{m['model']} on {m['dataset']}: {m['step']} steps ({m['epoch']:.1f} epochs) in {m['wall_time']:.1f}s; "
+          f"train loss {m['train_loss']:.4f} acc {m['train_acc']:.4f}, test loss {m['test_loss']:.4f} "
+          f"acc {m['test_acc']:.4f}" + ("  [DIVERGED]" if m["diverged"] else ""))
+    if m.get("target_error") is not None:
+        hit = (f"step {m['steps_to_target']} ({m['time_to_target']:.2f}s)" if m["steps_to_target"] is not None
+               else "not reached")
+        print(f"test error < {m['target_error']}: {hit}")
+    print(f"saved {result.checkpoint}" + (f" and {len(result.snapshots)} snapshots" if result.snapshots else ""))
+    return 0

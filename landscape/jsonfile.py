@@ -1,0 +1,44 @@
+"""JSON records that are either whole or absent.
+
+Training logs, sweep records and measure caches are read back to decide what to skip on a
+rerun, so a run killed mid-write must never leave half a file: write a temporary file next to
+the target and ``os.replace`` it (atomic on POSIX and Windows).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _finite_or_none(value: Any) -> Any:
+    """NaN and inf become null so the file is standard JSON any tool can read."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(_finite_or_none(obj), f, indent=1, sort_keys=True, default=float)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: str | os.PathLike) -> Any | None:
+    """The file's content, or None when it is missing or not valid JSON (a foreign partial write)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
