@@ -6,13 +6,16 @@ measurement (BN statistics must not move), and the model handed back in the mode
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import math
+from typing import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .data import DataSpec, as_tensors, iter_batches
-from .losses import LossSpec, correct_count, get_loss
+from .errors import LandscapeError
+from .losses import LossSpec, correct_count, float_targets, get_loss
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -38,6 +41,37 @@ def resolve_device(device: str | torch.device | None, model: nn.Module | None = 
     return torch.device("cpu")
 
 
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device: torch.device) -> Iterator[None]:
+    """fp32 exactly; tf32 lets CUDA matmuls use TF32; bf16 autocasts the forward pass."""
+    if precision not in PRECISIONS:
+        raise LandscapeError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "bf16":
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            yield
+    elif precision == "tf32" and device.type == "cuda":
+        old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+    else:
+        yield
+
+
+def per_sample_loss(loss: LossSpec) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """Unreduced version of a named loss (for standard errors); None for user callables."""
+    if loss == "crossentropy":
+        return lambda out, y: F.cross_entropy(out, y, reduction="none")
+    if loss == "mse":
+        return lambda out, y: ((out - float_targets(out, y)) ** 2).reshape(len(out), -1).mean(dim=1)
+    return None
+
+
 class Evaluator:
     """Evaluates the model's *current* weights on fixed data that lives on the device.
 
@@ -46,25 +80,93 @@ class Evaluator:
     """
 
     def __init__(self, model: nn.Module, data: DataSpec, loss: LossSpec = "crossentropy",
-                 batch_size: int | None = None, device: str | torch.device | None = None):
+                 batch_size: int | None = None, device: str | torch.device | None = None,
+                 precision: str = "fp32"):
         self.model = model
         self.device = resolve_device(device, model)
         self.loss_fn = get_loss(loss)
-        x, y = as_tensors(data)
+        self.precision = precision
+        if precision not in PRECISIONS:
+            raise LandscapeError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        x, y = self._order(*as_tensors(data))
         self.n = len(x)
         self.batch_size = batch_size or DEFAULT_BATCH_SIZE
         self.batches = [(xb.to(self.device), yb.to(self.device)) for xb, yb in iter_batches(x, y, self.batch_size)]
+
+    def _order(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, y
 
     @torch.inference_mode()
     def __call__(self) -> tuple[float, float]:
         total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
         total_correct = torch.zeros((), dtype=torch.float64, device=self.device)
-        with eval_mode(self.model):
+        with eval_mode(self.model), precision_context(self.precision, self.device):
             for xb, yb in self.batches:
-                out = self.model(xb)
+                out = self.model(xb).float()
                 total_loss += self.loss_fn(out, yb).double() * len(xb)
                 total_correct += correct_count(out, yb).double()
         return float(total_loss) / self.n, float(total_correct) / self.n
+
+
+class AdaptiveEvaluator(Evaluator):
+    """Loss on a growing prefix of one fixed random permutation, stopped at a relative precision.
+
+    The same order at every grid point keeps surfaces smooth (neighbouring points share their
+    samples). It stops once the standard error of the mean loss, with the finite-population
+    correction (zero when all samples are used), is below ``rtol`` times the mean.
+    """
+
+    def __init__(self, model: nn.Module, data: DataSpec, loss: LossSpec = "crossentropy",
+                 batch_size: int | None = None, device: str | torch.device | None = None,
+                 precision: str = "fp32", rtol: float = 0.02, min_samples: int = 256, seed: int = 0):
+        if not rtol > 0:
+            raise LandscapeError(f"--rtol must be positive, got {rtol}")
+        self.rtol, self.min_samples, self.seed = float(rtol), int(min_samples), int(seed)
+        self.per_sample = per_sample_loss(loss)
+        super().__init__(model, data, loss, batch_size or 128, device, precision)
+
+    def _order(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))
+        return x[perm], y[perm]
+
+    @torch.inference_mode()
+    def __call__(self) -> tuple[float, float, float, int]:
+        """Return (mean loss, accuracy, standard error of the loss, samples used)."""
+        s = s2 = correct = 0.0
+        n = k = 0
+        se = float("nan")
+        with eval_mode(self.model), precision_context(self.precision, self.device):
+            for xb, yb in self.batches:
+                out = self.model(xb).float()
+                if self.per_sample is not None:
+                    ls = self.per_sample(out, yb).double()
+                    s += float(ls.sum())
+                    s2 += float((ls * ls).sum())
+                    k += len(xb)
+                else:  # user loss: each batch mean is one observation
+                    lb = float(self.loss_fn(out, yb))
+                    s += lb * len(xb)
+                    s2 += lb * lb
+                    k += 1
+                n += len(xb)
+                correct += float(correct_count(out, yb))
+                mean = s / n
+                se = self._standard_error(s, s2, n, k)
+                if n >= self.min_samples and se <= self.rtol * abs(mean):
+                    break
+        return s / n, correct / n, se, n
+
+    def _standard_error(self, s: float, s2: float, n: int, k: int) -> float:
+        fpc = max(0.0, 1.0 - n / self.n)
+        if k < 2:
+            return float("inf") if fpc > 0 else 0.0
+        if self.per_sample is not None:
+            mean = s / n
+            var = max(0.0, (s2 - n * mean * mean) / (n - 1))
+            return math.sqrt(var / n * fpc)
+        means_mean = s / n
+        var = max(0.0, (s2 - k * means_mean * means_mean) / (k - 1))
+        return math.sqrt(var / k * fpc)
 
 
 def evaluate(model: nn.Module, data: DataSpec, loss: LossSpec = "crossentropy", batch_size: int | None = None,

@@ -16,11 +16,15 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LossSpec = Union[str, LossFn]
 
 
-def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """MSE against one-hot targets when the targets are class indices (Li et al.'s MSE runs)."""
+def float_targets(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Targets shaped like the outputs: one-hot when they are class indices (Li et al.'s MSE runs)."""
     if targets.dtype in (torch.int64, torch.int32) and outputs.dim() == 2:
-        targets = F.one_hot(targets.long(), outputs.shape[1]).to(outputs.dtype)
-    return F.mse_loss(outputs, targets.to(outputs.dtype).reshape(outputs.shape))
+        return F.one_hot(targets.long(), outputs.shape[1]).to(outputs.dtype)
+    return targets.to(outputs.dtype).reshape(outputs.shape)
+
+
+def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(outputs, float_targets(outputs, targets))
 
 
 LOSSES: dict[str, LossFn] = {

@@ -298,21 +298,33 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
                     out: str | os.PathLike | None = None, *, test_data: DataSpec | None = None,
                     loss: LossSpec = "crossentropy", batch_size: int | None = None,
                     device: str | torch.device | None = None, kind: str = "weights", samples: int | None = None,
-                    subset_seed: int = 0, extra: Sequence[PointFn] = (), progress: bool = True,
-                    attrs: Mapping[str, Any] | None = None, flush_seconds: float = 5.0) -> Surface:
+                    subset_seed: int = 0, rtol: float | None = None, min_samples: int = 256,
+                    precision: str = "fp32", extra: Sequence[PointFn] = (), progress: bool = True,
+                    attrs: Mapping[str, Any] | None = None, comm: Any = "auto",
+                    flush_seconds: float = 5.0) -> Surface:
     """Evaluate loss and accuracy at ``w0 + x_i dx (+ y_j dy)`` for every grid point.
 
     ``data`` is one dataset (called ``train``) or a mapping ``{split: data}``; ``test_data`` adds
-    a ``test`` split. ``samples`` evaluates every point on the same fixed random subset.
-    ``extra`` callables ``f(model) -> {name: value}`` add quantities per point (e.g. Hessian
-    extremes). With ``out`` the surface is written as it goes and resumed if the file exists.
+    a ``test`` split. ``samples`` evaluates every point on the same fixed random subset; ``rtol``
+    instead stops each point once the loss's standard error is below ``rtol`` times the loss
+    (recording ``*_loss_se`` and ``*_samples``). ``extra`` callables ``f(model) -> {name: value}``
+    add quantities per point (e.g. Hessian extremes). With ``out`` the surface is written as it
+    goes and resumed if the file exists. Under ``mpirun`` (``comm="auto"``) the grid is shared
+    among the ranks and rank 0 writes; every rank gets the finished `Surface` back.
     """
+    from .evaluation import AdaptiveEvaluator
+    from .parallel import get_comm, rank_of, run_points
+
+    comm = get_comm() if comm == "auto" else comm
+    writer = rank_of(comm) == 0
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     y = None if y is None else np.asarray(y, dtype=np.float64).reshape(-1)
     n_dirs = 1 if y is None else 2
     if len(directions) < n_dirs:
         raise LandscapeError(f"a {'2D' if n_dirs == 2 else '1D'} surface needs {n_dirs} direction(s), got {len(directions)}")
     directions = list(directions)[:n_dirs]
+    if comm is not None:  # identical directions on every rank, whatever each rank was given
+        directions = comm.bcast(directions if writer else None, root=0)
 
     splits = _as_splits(data, test_data)
     evaluators, subsets = {}, {}
@@ -320,55 +332,68 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
         xs, ys = as_tensors(d)
         xs, ys, idx = _subset(xs, ys, samples, subset_seed)
         subsets[split] = idx
-        evaluators[split] = Evaluator(model, (xs, ys), loss, batch_size, device)
+        if rtol:
+            evaluators[split] = AdaptiveEvaluator(model, (xs, ys), loss, batch_size, device, precision, rtol,
+                                                  min_samples, subset_seed)
+        else:
+            evaluators[split] = Evaluator(model, (xs, ys), loss, batch_size, device, precision)
 
     fingerprint = {
         "directions": directions_fingerprint(directions), "kind": kind, "loss": loss_name(loss),
         "splits": sorted(splits), "samples": samples if samples else "all",
         "subsets": {s: _tensor_hash(i) for s, i in subsets.items()},
         "n_samples": {s: ev.n for s, ev in evaluators.items()},
+        "precision": precision, "rtol": rtol if rtol else "none",
     }
-    for key in ("dataset", "checkpoint_sha256", "precision"):
+    for key in ("dataset", "checkpoint_sha256"):
         if attrs and key in attrs:
             fingerprint[key] = attrs[key]
     all_attrs = {"package_version": __version__, "batch_size": evaluators[next(iter(evaluators))].batch_size,
-                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **dict(attrs or {})}
+                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "ranks": 1 if comm is None else comm.Get_size(),
+                 **({"min_samples": min_samples} if rtol else {}), **dict(attrs or {})}
     for key in fingerprint:
         all_attrs.pop(key, None)
 
-    if out is not None:
-        store = SurfaceStore(out, x, y, fingerprint, all_attrs, flush_seconds)
-    else:
-        store = _MemoryStore(x, y, fingerprint, all_attrs)
-    for split, idx in subsets.items():
-        if idx is not None:
-            store.add_dataset(f"{split}_subset", idx.numpy())
+    store: SurfaceStore | None = None
+    todo: list[int] | None = None
+    if writer:
+        store = SurfaceStore(out, x, y, fingerprint, all_attrs, flush_seconds) if out is not None \
+            else _MemoryStore(x, y, fingerprint, all_attrs)
+        for split, idx in subsets.items():
+            if idx is not None:
+                store.add_dataset(f"{split}_subset", idx.numpy())
+        todo = store.pending()
+    if comm is not None:
+        todo = comm.bcast(todo, root=0)
 
-    todo = store.pending()
     shifter = WeightShifter(model, directions, kind)
-    template = Surface(x, y, {}, store.done, {}, None)
+    grid = Surface(x, y, {}, np.zeros(0, bool))
 
     def point(p: int) -> dict[str, float]:
-        shifter.set(template.coords(p))
+        shifter.set(grid.coords(p))
         values: dict[str, float] = {}
         for split, ev in evaluators.items():
-            values[f"{split}_loss"], values[f"{split}_acc"] = ev()
+            if rtol:
+                (values[f"{split}_loss"], values[f"{split}_acc"], values[f"{split}_loss_se"],
+                 values[f"{split}_samples"]) = ev()
+            else:
+                values[f"{split}_loss"], values[f"{split}_acc"] = ev()
         for f in extra:
             values.update({k: float(v) for k, v in f(model).items()})
         return values
 
+    bar = _progress(len(todo), progress and writer, desc=f"{n_dirs}D surface")
     try:
-        if not todo and out is not None and progress:
+        if writer and not todo and out is not None and progress:
             print(f"{out}: all {store.done.size} points already computed; nothing to do")
-        bar = _progress(len(todo), progress, desc=f"{'2D' if y is not None else '1D'} surface")
-        for p in todo:
-            store.record(p, point(p))
-            bar.update(1)
-        bar.close()
+        run_points(point, todo, store.record if writer else None, comm, on_point=lambda: bar.update(1))
     finally:
+        bar.close()
         shifter.restore()
-        store.close()
-    return store.surface()
+        if store is not None:
+            store.close()
+    result = store.surface() if writer else None
+    return comm.bcast(result, root=0) if comm is not None else result
 
 
 def _progress(total: int, enabled: bool, desc: str):
