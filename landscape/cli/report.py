@@ -1,0 +1,35 @@
+"""``landscape report RUNS_DIR``: generalization gap vs sharpness table with Kendall tau."""
+from __future__ import annotations
+
+import argparse
+
+from .common import positive_int
+
+HELP = "table of generalization gap and sharpness per batch size / weight decay, with Kendall tau"
+DESCRIPTION = (HELP + ". Reads every RUNS_DIR/*/model.pt, caches measures in measures.json beside each, and "
+               "writes report.csv, report_runs.csv, report.md and report.json.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs_dir", help="directory of runs (from landscape sweep, or train --out DIR/NAME)")
+    p.add_argument("--measures", default="top_eig,trace,keskar,pacbayes",
+                   help="comma-separated: top_eig, trace, keskar, keskar_p100, pacbayes, adaptive, weight_norm "
+                        "(empty for gaps only)")
+    p.add_argument("--samples", type=positive_int, default=None,
+                   help="measure on a fixed random subset of N training samples (default: all)")
+    p.add_argument("--data-root", default=None, help="directory holding CIFAR / MNIST files")
+    p.add_argument("--out", default=None, help="where the tables go (default: RUNS_DIR)")
+    p.add_argument("--recompute", action="store_true", help="ignore cached measures")
+    p.add_argument("--device", default=None, help="cpu, cuda (default: cpu)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report import build_report
+
+    report = build_report(args.runs_dir, args.measures, data_root=args.data_root, samples=args.samples,
+                          device=args.device, recompute=args.recompute, progress=not args.no_progress)
+    print(report.format_table())
+    paths = report.save(args.out or args.runs_dir)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0

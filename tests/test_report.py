@@ -1,0 +1,151 @@
+import csv
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import landscape
+from landscape.cli import main
+from landscape.errors import LandscapeError
+from landscape.report import Measure, build_report, granulated_tau, kendall_tau, measure_checkpoint
+from landscape.train import init_model
+
+
+def brute_tau_b(x, y):
+    """Kendall tau-b by counting every pair: (C - D) / sqrt((n0 - tx) (n0 - ty))."""
+    c = d = tx = ty = 0
+    pairs = list(itertools.combinations(range(len(x)), 2))
+    for i, j in pairs:
+        sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+        tx += sx == 0
+        ty += sy == 0
+        if sx * sy > 0:
+            c += 1
+        elif sx * sy < 0:
+            d += 1
+    n0 = len(pairs)
+    return (c - d) / math.sqrt((n0 - tx) * (n0 - ty))
+
+
+def test_kendall_tau_matches_pair_count():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x = rng.integers(0, 4, size=9).astype(float)  # ties on purpose
+        y = x + rng.integers(-2, 3, size=9)
+        assert kendall_tau(x, y) == pytest.approx(brute_tau_b(x, y))
+    assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1)
+    assert math.isnan(kendall_tau([1, 1, 1], [1, 2, 3]))
+
+
+def test_granulated_tau_by_hand():
+    rows = []
+    gap = {(32, 0.0): 0.01, (128, 0.0): 0.03, (512, 0.0): 0.02,
+           (32, 5e-4): 0.02, (128, 5e-4): 0.01, (512, 5e-4): 0.05}
+    sharp = {(32, 0.0): 1.0, (128, 0.0): 2.0, (512, 0.0): 3.0,
+             (32, 5e-4): 3.0, (128, 5e-4): 1.0, (512, 5e-4): 2.0}
+    for (bs, wd), g in gap.items():
+        rows.append({"batch_size": bs, "weight_decay": wd, "seed": 0, "error_gap": g, "m": sharp[(bs, wd)]})
+    res = granulated_tau(rows, "m")
+    # batch-size axis, wd 0: sharp (1,2,3) vs gap (.01,.03,.02): pairs ++, ++, +- -> (2-1)/3
+    # wd 5e-4: sharp (3,1,2) vs gap (.02,.01,.05): (32,128) ++, (32,512) -+, (128,512) ++ -> 1/3
+    assert res["batch_size"] == pytest.approx(1 / 3)
+    # weight-decay axis, per batch size: 32: sharp up, gap up (+1); 128: down/down (+1); 512: down/up (-1)
+    assert res["weight_decay"] == pytest.approx(1 / 3)
+    assert res["overall"] == pytest.approx(1 / 3)
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    """Six small checkpoints (2 batch sizes x 1 weight decay x 3 seeds) with synthetic metrics."""
+    root = tmp_path_factory.mktemp("runs")
+    data = landscape.get_dataset("digits", "train")
+    rng = np.random.default_rng(1)
+    for bs, seed in itertools.product([32, 256], [0, 1, 2]):
+        model = init_model("mlp", data, seed=seed, hidden=[4])
+        tr_acc, te_acc = 0.99 - 0.01 * seed, 0.9 - 0.02 * seed - (0.03 if bs == 256 else 0)
+        meta = {"dataset": "digits", "batch_size": bs, "weight_decay": 5e-4, "seed": seed, "lr": 0.1,
+                "train_loss": float(rng.uniform(0.01, 0.1)), "test_loss": float(rng.uniform(0.2, 0.5)),
+                "train_acc": tr_acc, "test_acc": te_acc}
+        landscape.save_checkpoint(root / f"bs{bs}_s{seed}" / "model.pt", model, meta)
+        landscape.save_checkpoint(root / f"bs{bs}_s{seed}" / "snapshots" / "epoch_000.pt", model, meta)
+    return root
+
+
+def test_report_table_gaps_norms_and_cache(runs_dir, tmp_path):
+    calls = []
+
+    def counting(model, data, settings):
+        calls.append(1)
+        return float(sum(p.detach().abs().sum() for p in model.parameters())), None
+
+    l1 = Measure("l1", counting, "sum of |w|")
+    report = build_report(runs_dir, ["weight_norm", l1], progress=False)
+    assert len(report.runs) == 6 and len(calls) == 6  # snapshots are not final checkpoints
+    for r in report.runs:
+        ck = landscape.load_checkpoint(r["path"])
+        norm = math.sqrt(sum(float((p.double() ** 2).sum()) for p in ck.model.parameters()))
+        assert r["weight_norm"] == pytest.approx(norm)
+        assert r["error_gap"] == pytest.approx((1 - ck.meta["test_acc"]) - (1 - ck.meta["train_acc"]))
+        assert r["loss_gap"] == pytest.approx(ck.meta["test_loss"] - ck.meta["train_loss"])
+    g = {row["batch_size"]: row for row in report.groups()}
+    gaps = [r["error_gap"] for r in report.runs if r["batch_size"] == 256]
+    assert g[256]["n"] == 3 and g[256]["error_gap_mean"] == pytest.approx(np.mean(gaps))
+    assert g[256]["error_gap_sd"] == pytest.approx(np.std(gaps, ddof=1))
+    taus = report.taus()
+    assert taus["l1"]["tau_error_gap"] == pytest.approx(brute_tau_b([r["l1"] for r in report.runs],
+                                                                    [r["error_gap"] for r in report.runs]))
+    # cached: a second report computes nothing new
+    again = build_report(runs_dir, ["weight_norm", l1], progress=False)
+    assert len(calls) == 6 and [r["l1"] for r in again.runs] == [r["l1"] for r in report.runs]
+    # a changed checkpoint (new sha256) is measured again, and only that one
+    ck = landscape.load_checkpoint(runs_dir / "bs256_s2" / "model.pt")
+    with torch.no_grad():
+        next(ck.model.parameters()).mul_(2)
+    landscape.save_checkpoint(runs_dir / "bs256_s2" / "model.pt", ck.model, ck.meta)
+    build_report(runs_dir, ["weight_norm", l1], progress=False)
+    assert len(calls) == 7
+    paths = report.save(tmp_path)
+    with open(paths["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["batch_size"]) for r in rows] == [32, 256]
+    md = paths["markdown"].read_text()
+    assert "| batch size |" in md and "granulated" in md and "±" in md
+    assert "weight_norm" in report.format_table()
+
+
+def test_top_eig_matches_dense_hessian(runs_dir):
+    pytest.importorskip("landscape.hessian")
+    path = runs_dir / "bs32_s0" / "model.pt"
+    row = measure_checkpoint(path, ["top_eig"], samples=64, recompute=True)
+    ck = landscape.load_checkpoint(path)
+    data = landscape.get_dataset("digits", "train")
+    idx = landscape.data.subset_indices(len(data), 64, seed=0)
+    x, y = data.inputs[idx], data.targets[idx]
+    names = [n for n, _ in ck.model.named_parameters()]
+    shapes = [p.shape for _, p in ck.model.named_parameters()]
+    flat0 = torch.cat([p.detach().flatten() for p in ck.model.parameters()]).double()
+
+    def loss_of(flat):
+        params, i = {}, 0
+        for n, s in zip(names, shapes):
+            params[n] = flat[i:i + s.numel()].view(s).float()
+            i += s.numel()
+        out = torch.func.functional_call(ck.model, params, (x,))
+        return torch.nn.functional.cross_entropy(out, y)
+
+    dense = torch.autograd.functional.hessian(loss_of, flat0)
+    top = float(torch.linalg.eigvalsh(dense).max())
+    assert row["top_eig"] == pytest.approx(top, rel=1e-3)
+
+
+def test_cli_report_and_bad_input(runs_dir, tmp_path, capsys):
+    assert main(["report", str(runs_dir), "--measures", "weight_norm", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Kendall tau" in out and (tmp_path / "report.md").exists()
+    assert main(["report", str(runs_dir), "--measures", "nonsense"]) == 2
+    assert "unknown measure" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    with pytest.raises(LandscapeError, match="no final checkpoints"):
+        build_report(tmp_path, ["weight_norm"], progress=False)
