@@ -85,7 +85,7 @@ def test_report_table_gaps_norms_and_cache(runs_dir, tmp_path):
     assert len(report.runs) == 6 and len(calls) == 6  # snapshots are not final checkpoints
     for r in report.runs:
         ck = landscape.load_checkpoint(r["path"])
-        norm = math.sqrt(sum(float((p.double() ** 2).sum()) for p in ck.model.parameters()))
+        norm = math.sqrt(sum(float((p.detach().double() ** 2).sum()) for p in ck.model.parameters()))
         assert r["weight_norm"] == pytest.approx(norm)
         assert r["error_gap"] == pytest.approx((1 - ck.meta["test_acc"]) - (1 - ck.meta["train_acc"]))
         assert r["loss_gap"] == pytest.approx(ck.meta["test_loss"] - ck.meta["train_loss"])
