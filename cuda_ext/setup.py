@@ -20,20 +20,19 @@ except ImportError:  # pragma: no cover - depends on how pip was invoked
     sys.exit("landscape_shift_ext needs torch at build time: install torch first, then run "
              "`pip install --no-build-isolation ./cuda_ext`")
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 CPU_ONLY = os.environ.get("LANDSCAPE_SHIFT_CPU_ONLY", "") not in ("", "0")
 WITH_CUDA = not CPU_ONLY and torch.version.cuda is not None and CUDA_HOME is not None
 
 cxx_flags = ["-O3", "-std=c++17"]
 if WITH_CUDA:
     ext = CUDAExtension(
-        "landscape_shift_ext",
-        sources=[os.path.join("shift.cpp"), os.path.join("shift_cuda.cu")],
+        "landscape_shift_ext._C",
+        sources=["shift.cpp", "shift_cuda.cu"],
         define_macros=[("WITH_CUDA", None)],
         extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math"]},
     )
 else:
-    ext = CppExtension("landscape_shift_ext", sources=["shift.cpp"], extra_compile_args={"cxx": cxx_flags})
+    ext = CppExtension("landscape_shift_ext._C", sources=["shift.cpp"], extra_compile_args={"cxx": cxx_flags})
 
 print(f"landscape_shift_ext: building the {'CPU + CUDA' if WITH_CUDA else 'CPU-only'} extension "
       f"against torch {torch.__version__} (CUDA {torch.version.cuda}, CUDA_HOME {CUDA_HOME})", file=sys.stderr)
@@ -42,6 +41,7 @@ setup(
     name="landscape-shift-ext",
     version="0.1.0",
     description="Native shift kernels (Wu et al. 2017) for the landscape toolkit",
+    packages=["landscape_shift_ext"],
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExtension},
     # Deliberately no install_requires: naming torch here could make pip fetch a different build.

@@ -139,7 +139,8 @@ def extension_info() -> dict | None:
     """Where the native extension was loaded from and what it was built with; None when absent."""
     if _ext is None:
         return None
-    return {"module": _ext.__name__, "path": getattr(_ext, "__file__", None), "cuda_built": bool(_ext.cuda_built())}
+    compiled = getattr(_ext, "_C", _ext)
+    return {"module": _ext.__name__, "path": getattr(compiled, "__file__", None), "cuda_built": bool(_ext.cuda_built())}
 
 
 def _check_params(kernel_size: int, dilation: int) -> None:
