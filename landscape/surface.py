@@ -338,16 +338,15 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
         else:
             evaluators[split] = Evaluator(model, (xs, ys), loss, batch_size, device, precision)
 
+    # Checked in this order on resume, so the first mismatch named is the most telling one.
     fingerprint = {
-        "directions": directions_fingerprint(directions), "kind": kind, "loss": loss_name(loss),
-        "splits": sorted(splits), "samples": samples if samples else "all",
-        "subsets": {s: _tensor_hash(i) for s, i in subsets.items()},
-        "n_samples": {s: ev.n for s, ev in evaluators.items()},
+        "dataset": (attrs or {}).get("dataset", "custom"),
+        "checkpoint_sha256": (attrs or {}).get("checkpoint_sha256", "none"),
+        "directions": directions_fingerprint(directions), "kind": kind, "splits": sorted(splits),
+        "samples": samples if samples else "all", "subsets": {s: _tensor_hash(i) for s, i in subsets.items()},
+        "n_samples": {s: ev.n for s, ev in evaluators.items()}, "loss": loss_name(loss),
         "precision": precision, "rtol": rtol if rtol else "none",
     }
-    for key in ("dataset", "checkpoint_sha256"):
-        if attrs and key in attrs:
-            fingerprint[key] = attrs[key]
     all_attrs = {"package_version": __version__, "batch_size": evaluators[next(iter(evaluators))].batch_size,
                  "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "ranks": 1 if comm is None else comm.Get_size(),
                  **({"min_samples": min_samples} if rtol else {}), **dict(attrs or {})}

@@ -11,9 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-import torch
-
 from .checkpoint import Checkpoint, load_checkpoint
 from .data import get_dataset
 from .directions import (interpolation_direction, load_directions, plane_directions, random_directions,
@@ -46,6 +43,10 @@ class SurfaceJob:
     loss: str = "crossentropy"
     batch_size: int | None = None
     device: str | None = None
+    rtol: float | None = None
+    min_samples: int = 256
+    precision: str = "fp32"
+    threads: int | None = None
     out: str = "out"
     progress: bool = True
 
@@ -59,14 +60,21 @@ class SurfaceJob:
         return Path(self.out) / f"{self.mode}_{1 if self.y is None else 2}d.h5"
 
 
-def default_device(device: str | None) -> str:
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def load_job_checkpoint(path: str, job: SurfaceJob, device: str = "cpu") -> Checkpoint:
+    return load_checkpoint(path, model=job.model, model_args=job.model_args, map_location=device)
 
 
-def load_job_checkpoint(path: str, job: SurfaceJob) -> Checkpoint:
-    return load_checkpoint(path, model=job.model, model_args=job.model_args, map_location=default_device(job.device))
+def _existing_batch_size(path: Path) -> int | None:
+    """A resumed surface keeps the batch size it was started with (sums stay bit-identical)."""
+    if not path.exists():
+        return None
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return int(f.attrs["batch_size"]) if "batch_size" in f.attrs else None
+    except (OSError, ValueError):
+        return None
 
 
 def job_directions(job: SurfaceJob, base: Checkpoint) -> tuple[list[dict], dict]:
@@ -102,19 +110,35 @@ def job_data(job: SurfaceJob, base: Checkpoint) -> tuple[str, dict]:
 
 
 def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
-    """Load, make directions, compute (resuming) and return the surface; files go under ``job.out``."""
-    base = load_job_checkpoint(job.ckpt, job)
+    """Load, make directions, compute (resuming) and return the surface; files go under ``job.out``.
+
+    Under mpirun every rank runs this: rank 0 makes and saves the directions (the others get
+    them by broadcast inside `compute_surface`) and writes the surface; each rank uses GPU
+    ``local_rank % n_gpus`` when CUDA is present.
+    """
+    from .parallel import configure_threads, get_comm, rank_device, rank_of
+
+    comm = get_comm()
+    configure_threads(comm, job.threads)
+    device = rank_device(comm, job.device)
+    base = load_job_checkpoint(job.ckpt, job, device)
     directions, dir_attrs = job_directions(job, base)
     kind = dir_attrs.get("kind") or dir_attrs.get("dir_kind") or job.kind or "weights"
     name, splits = job_data(job, base)
     out = job.surface_path()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_directions(out.parent / f"{out.stem}_directions.h5", directions,
-                    {**dir_attrs, "checkpoint_sha256": base.sha256, "checkpoint": str(job.ckpt)})
+    batch_size = job.batch_size
+    if rank_of(comm) == 0:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_directions(out.parent / f"{out.stem}_directions.h5", directions,
+                        {**dir_attrs, "checkpoint_sha256": base.sha256, "checkpoint": str(job.ckpt)})
+        batch_size = batch_size or _existing_batch_size(out)
+    if comm is not None:
+        batch_size = comm.bcast(batch_size, root=0)
     attrs = {"dataset": name, "checkpoint": str(job.ckpt), "checkpoint_sha256": base.sha256, "mode": job.mode,
-             "model": base.meta.get("model", ""), "precision": "fp32",
+             "model": base.meta.get("model", ""),
              **{k: v for k, v in dir_attrs.items() if k != "kind"},
              **{f"meta_{k}": v for k, v in base.meta.items() if isinstance(v, (int, float, str))}}
     return compute_surface(base.model, directions, splits, job.x, job.y, out, loss=job.loss,
-                           batch_size=job.batch_size, device=default_device(job.device), kind=kind,
-                           samples=job.samples, extra=extra, progress=job.progress, attrs=attrs)
+                           batch_size=batch_size, device=device, kind=kind, samples=job.samples,
+                           rtol=job.rtol, min_samples=job.min_samples, precision=job.precision, extra=extra,
+                           progress=job.progress, attrs=attrs, comm=comm)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from typing import Sequence
 
@@ -22,10 +23,18 @@ def _available_commands() -> list[str]:
     return [c for c in COMMANDS if os.path.exists(os.path.join(here, f"{c}.py"))]
 
 
+class LandscapeParser(argparse.ArgumentParser):
+    """Reads ``--x -1:1:51`` as a value: argparse alone takes ``-1:1:51`` for an option."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\d*\.?\d+([eE][-+]?\d+)?(:[-+]?[\d.eE+-]*)*$")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = LandscapeParser(
         prog="landscape",
         description="Loss-landscape and sharpness analysis: filter-normalized plots, Hessian spectra, "
                     "sharpness measures and batch-size studies.")

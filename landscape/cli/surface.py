@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_checkpoint_args, add_data_args, grid_range, positive_int
+from .common import add_checkpoint_args, add_data_args, grid_range, positive_float, positive_int
 
 HELP = "compute a 1D/2D loss surface into an h5 file (no figures)"
 
@@ -25,6 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir-file", default=None, help="read directions from this h5 file instead")
     p.add_argument("--samples", type=positive_int, default=None,
                    help="evaluate every point on the same random subset of N samples per split")
+    p.add_argument("--rtol", type=positive_float, default=None,
+                   help="stop each point once the loss's standard error is below RTOL x loss")
+    p.add_argument("--min-samples", type=positive_int, default=256, help="samples before --rtol may stop")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch threads per process (default: 1 per rank under mpirun, torch's default otherwise)")
     p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
     p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
     p.add_argument("--no-progress", action="store_true")
@@ -41,14 +47,18 @@ def job_from_args(args: argparse.Namespace):
                       model_args=args.model_args, dataset=args.dataset, data_root=args.data_root,
                       splits=args.splits, norm=args.norm, ignore=args.ignore, kind=args.kind, seed=args.seed,
                       orthogonalize=args.orthogonalize, dir_file=args.dir_file, samples=args.samples,
-                      loss=args.loss, batch_size=args.batch_size, device=args.device,
+                      loss=args.loss, batch_size=args.batch_size, device=args.device, rtol=args.rtol,
+                      min_samples=args.min_samples, precision=args.precision, threads=args.threads,
                       out=args.out or str(Path("out") / Path(args.ckpt).stem), progress=not args.no_progress)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..workflow import run_surface_job
 
+    from ..parallel import get_comm, rank_of
+
     job = job_from_args(args)
     surface = run_surface_job(job)
-    print(f"surface: {job.surface_path()} ({int(surface.done.sum())}/{surface.done.size} points)")
+    if rank_of(get_comm()) == 0:
+        print(f"surface: {job.surface_path()} ({int(surface.done.sum())}/{surface.done.size} points)")
     return 0
