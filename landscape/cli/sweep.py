@@ -58,10 +58,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def _group(group: dict) -> str:
+    return " ".join(f"{k.replace('weight_decay', 'wd')}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                    for k, v in group.items())
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import parallel
     from ..data import get_dataset
-    from ..steps_to_result import steps_to_result
+    from ..steps_to_result import classify_regimes, steps_to_result
     from ..sweep import pending_runs, plan_sweep, run_sweep
 
     train_data = get_dataset(args.dataset, "train", args.data_root)
@@ -100,5 +105,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"steps to result (test error < {args.target_error}, best over learning rates, median over seeds):")
         for row in str_table:
             steps = "not reached" if row.steps is None else f"{row.steps:g} steps, {row.time:.2f}s (lr {row.lr:g})"
-            print(f"  batch {row.batch_size:>6}: {steps}")
+            print(f"  {_group(row.group)} batch {row.batch_size:>6}: {steps}")
+        for group in {repr(r.group): r.group for r in str_table}.values():
+            reached = [r for r in str_table if r.group == group and r.reached]
+            if len(reached) >= 2:
+                segments = classify_regimes([r.batch_size for r in reached], [r.steps for r in reached])
+                print(f"  {_group(group)} regimes: " + "; ".join(f"{a:g}->{b:g}: slope {s:.2f} ({name})"
+                                                for a, b, s, name in segments))
     return 0
