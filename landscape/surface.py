@@ -122,6 +122,8 @@ class SurfaceStore:
         self._replay_journal()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._journal = open(self.journal_path, "a", encoding="utf-8")
+        if not self.path.exists():  # the file exists from the start, so a killed run can be read and resumed
+            self.flush()
 
     # -------------------------------------------------------------- resume
     def _load_existing(self) -> None:

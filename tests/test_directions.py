@@ -1,0 +1,102 @@
+"""Directions: filter normalization checked filter by filter, lines, planes, files, seeding."""
+import numpy as np
+import pytest
+import torch
+
+import landscape
+from landscape.directions import load_directions, normalize_direction, save_directions
+from landscape.errors import LandscapeError
+from landscape.params import dot, weight_tensors
+
+
+def test_filter_norms_equal_weight_norms_and_zero_where_ignored(convnet):
+    (d,) = landscape.random_directions(convnet, n=1, norm="filter", ignore="biasbn", seed=3)
+    weights = weight_tensors(convnet, "weights")
+    assert list(d) == list(weights)
+    for name, w in weights.items():
+        if w.dim() <= 1:
+            assert torch.count_nonzero(d[name]) == 0, name
+            continue
+        for i in range(w.shape[0]):  # every filter, by an explicit loop
+            assert torch.isclose(d[name][i].norm(), w[i].norm(), rtol=1e-5), (name, i)
+
+
+def test_layer_norm_and_unit_variants():
+    w = torch.randn(6, 3, 3, 3)
+    d = torch.randn(6, 3, 3, 3)
+    assert torch.isclose(normalize_direction(d, w, "layer").norm(), w.norm(), rtol=1e-6)
+    assert torch.allclose(normalize_direction(d, w, "weight"), d * w)
+    dfilter = normalize_direction(d, w, "dfilter")
+    assert torch.allclose(dfilter.reshape(6, -1).norm(dim=1), torch.ones(6), rtol=1e-5)
+    assert torch.isclose(normalize_direction(d, w, "dlayer").norm(), torch.tensor(1.0), rtol=1e-6)
+    b = torch.randn(6)
+    assert torch.isclose(normalize_direction(torch.randn(6), b, "filter", ignore="none").norm(), b.norm(), rtol=1e-5)
+
+
+def test_states_kind_includes_bn_statistics_with_zero_direction(convnet):
+    (d,) = landscape.random_directions(convnet, n=1, kind="states")
+    assert any(name.endswith("running_mean") for name in d)
+    assert all(torch.count_nonzero(t) == 0 for name, t in d.items() if "running" in name)
+    assert not any(name.endswith("num_batches_tracked") for name in d)
+
+
+def test_same_directions_whatever_the_seed_path(convnet):
+    a = landscape.random_directions(convnet, n=2, seed=7)
+    b = landscape.random_directions(convnet, n=2, seed=7)
+    c = landscape.random_directions(convnet, n=2, seed=8)
+    assert all(torch.equal(a[k][n], b[k][n]) for k in range(2) for n in a[k])
+    assert not torch.equal(a[0]["features.0.weight"], c[0]["features.0.weight"])
+    assert not torch.equal(a[0]["features.0.weight"], a[1]["features.0.weight"])
+
+
+def test_orthogonalize(convnet):
+    x, y = landscape.random_directions(convnet, n=2, orthogonalize=True)
+    assert abs(dot(x, y)) < 1e-6 * np.sqrt(dot(x, x) * dot(y, y))
+
+
+def test_interpolation_endpoints_reproduce_both_models(small_digits):
+    train, _ = small_digits
+    torch.manual_seed(1)
+    a = landscape.build_model("convnet", channels=(4, 8, 8))
+    torch.manual_seed(2)
+    b = landscape.build_model("convnet", channels=(4, 8, 8))
+    with torch.no_grad():  # different BN statistics too, so kind="states" matters
+        for m, v in ((a, 0.3), (b, -0.2)):
+            for mod in m.modules():
+                if isinstance(mod, torch.nn.BatchNorm2d):
+                    mod.running_mean.fill_(v)
+    d = landscape.interpolation_direction(a, b, kind="states")
+    surf = landscape.compute_surface(a, [d], train, [0.0, 1.0], kind="states", progress=False)
+    assert surf["train_loss"][0] == pytest.approx(landscape.evaluate(a, train)[0], rel=1e-6)
+    assert surf["train_loss"][1] == pytest.approx(landscape.evaluate(b, train)[0], rel=1e-5)
+
+
+def test_plane_through_three_models():
+    models = []
+    for s in range(3):
+        torch.manual_seed(s)
+        models.append(landscape.build_model("mlp", hidden=(5,)))
+    dx, dy = landscape.plane_directions(*models, kind="weights")
+    wa, wb, wc = (weight_tensors(m) for m in models)
+    for n in wa:
+        assert torch.allclose(wa[n] + dx[n], wb[n]) and torch.allclose(wa[n] + dy[n], wc[n])
+
+
+def test_direction_file_round_trip_by_name(tmp_path, convnet):
+    dirs = landscape.random_directions(convnet, n=2)
+    path = save_directions(tmp_path / "d.h5", dirs, {"norm": "filter", "seed": 0})
+    loaded, attrs = load_directions(path, convnet)
+    assert attrs["norm"] == "filter"
+    import h5py
+
+    with h5py.File(path) as f:
+        assert set(f["xdirection"]) == set(dirs[0])  # datasets named by tensor name
+    assert all(torch.equal(loaded[k][n], dirs[k][n]) for k in range(2) for n in dirs[k])
+    other = landscape.build_model("mlp")
+    with pytest.raises(LandscapeError, match="lacks"):
+        load_directions(path, other)
+
+
+def test_bad_norm_is_clear(convnet):
+    with pytest.raises(LandscapeError, match="unknown norm"):
+        landscape.random_directions(convnet, norm="filterwise")

@@ -1,0 +1,91 @@
+"""MPI and resume: identical arrays for 1, 2 and 8 ranks, and after a SIGKILL half-way."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import mpirun_path, run_cli
+from landscape.parallel import chunk_size, run_points
+from landscape.surface import load_surface
+
+GRID = ["--x", "-1:1:9", "--y", "-1:1:7", "--samples", "300", "--no-progress", "--threads", "1"]
+
+
+def _surface(out, ckpt, *extra, ranks=1):
+    cmd = ["surface", "--ckpt", str(ckpt), *GRID, "--out", str(out), *extra]
+    if ranks == 1:
+        r = run_cli(*cmd)
+    else:
+        r = subprocess.run([mpirun_path(), "-n", str(ranks), sys.executable, "-m", "landscape", *cmd],
+                           capture_output=True, text=True, timeout=600, env={**os.environ, "MPLBACKEND": "Agg"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return load_surface(out / "random_2d.h5")
+
+
+def test_serial_schedule_visits_every_point_once():
+    seen = []
+    run_points(lambda p: {"v": p * 2.0}, [3, 1, 2], lambda p, v: seen.append((p, v["v"])))
+    assert seen == [(3, 6.0), (1, 2.0), (2, 4.0)]
+    assert chunk_size(1, 8) == 1 and chunk_size(10_000, 2) == 8
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(mpirun_path() is None, reason="no mpirun on PATH")
+def test_mpirun_2_and_8_ranks_identical_to_one_process(tmp_path, trained_ckpt):
+    one = _surface(tmp_path / "one", trained_ckpt)
+    two = _surface(tmp_path / "two", trained_ckpt, ranks=2)
+    eight = _surface(tmp_path / "eight", trained_ckpt, ranks=8)  # 8 ranks for 63 points on 2 cores
+    for name in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert np.array_equal(one[name], two[name]), name
+        assert np.array_equal(one[name], eight[name]), name
+    assert one.done.all() and two.done.all() and eight.done.all()
+
+
+def test_sigkill_half_way_then_resume_is_identical(tmp_path, trained_ckpt):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "landscape", "surface", "--ckpt", str(trained_ckpt), "--x", "-1:1:21",
+           "--y", "-1:1:21", "--samples", "600", "--no-progress", "--threads", "1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    journal = out / "random_2d.h5.journal"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if journal.exists() and journal.read_text().count("\n") >= 20:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = load_surface(out / "random_2d.h5")
+    assert 0 < partial.done.sum() < partial.done.size, "the kill should land half-way"
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    resumed = load_surface(out / "random_2d.h5")
+    assert resumed.done.all()
+    uninterrupted = _uninterrupted(tmp_path, trained_ckpt)
+    for name in ("train_loss", "test_loss", "train_acc"):
+        assert np.array_equal(resumed[name], uninterrupted[name]), name
+
+
+def _uninterrupted(tmp_path, ckpt):
+    r = run_cli("surface", "--ckpt", str(ckpt), "--x", "-1:1:21", "--y", "-1:1:21", "--samples", "600", "--no-progress",
+                "--threads", "1", "--out", str(tmp_path / "uninterrupted"))
+    assert r.returncode == 0, r.stderr
+    return load_surface(tmp_path / "uninterrupted" / "random_2d.h5")
+
+
+def test_rerun_of_finished_surface_does_nothing(tmp_path, trained_ckpt):
+    _surface(tmp_path / "s", trained_ckpt)
+    r = run_cli("surface", "--ckpt", str(trained_ckpt), *GRID, "--out", str(tmp_path / "s"))
+    assert r.returncode == 0 and "nothing to do" in r.stdout
+
+
+def test_mismatched_surface_file_refused(tmp_path, trained_ckpt):
+    _surface(tmp_path / "s", trained_ckpt)
+    r = run_cli("surface", "--ckpt", str(trained_ckpt), *GRID[:-4], "--samples", "200", "--no-progress",
+                "--out", str(tmp_path / "s"))
+    assert r.returncode != 0
+    assert "samples" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,127 @@
+"""Surfaces: values against hand-set weights, grid orientation, files, resume and refusal."""
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import landscape
+from landscape.errors import LandscapeError
+from landscape.params import weight_tensors
+from landscape.surface import load_surface
+
+
+def _by_hand(model, directions, a, b, data):
+    """Independent reference: copy the model and set w + a*dx + b*dy tensor by tensor."""
+    import copy
+
+    m = copy.deepcopy(model)
+    live = weight_tensors(m, "weights")
+    with torch.no_grad():
+        for name, t in live.items():
+            t.copy_(t + a * directions[0][name] + b * directions[1][name])
+    return landscape.evaluate(m, data)
+
+
+def test_surface_point_equals_evaluate_of_hand_set_weights(convnet, small_digits):
+    train, test = small_digits
+    dirs = landscape.random_directions(convnet, n=2, seed=1)
+    x, y = np.array([-0.5, 0.0, 0.75]), np.array([-1.0, 0.25])
+    before = {k: v.clone() for k, v in convnet.state_dict().items()}
+    s = landscape.compute_surface(convnet, dirs, {"train": train, "test": test}, x, y, progress=False)
+    assert s["train_loss"].shape == (2, 3) and s.done.all()
+    for j, b in enumerate(y):
+        for i, a in enumerate(x):
+            loss, acc = _by_hand(convnet, dirs, a, b, test)
+            assert s["test_loss"][j, i] == pytest.approx(loss, rel=1e-5)
+            assert s["test_acc"][j, i] == pytest.approx(acc)
+    after = convnet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "weights must be restored exactly"
+
+
+def test_non_square_grid_orientation(tmp_path):
+    """A loss with its minimum at a known (x, y) off the diagonal must land at value[j, i]."""
+    torch.manual_seed(0)
+    model = landscape.build_model("mlp", input_shape=(2,), num_classes=1, hidden=())
+    inputs, targets = torch.randn(64, 2), torch.randn(64, 1)
+    w0 = {n: t.clone() for n, t in weight_tensors(model).items()}
+    dx = {n: torch.zeros_like(t) for n, t in w0.items()}
+    dy = {n: torch.zeros_like(t) for n, t in w0.items()}
+    dx["net.1.bias"] = torch.ones(1)     # x moves the bias
+    dy["net.1.weight"] = torch.tensor([[1.0, 0.0]])  # y moves the first weight
+    # best (first weight, bias) by least squares with the second weight held fixed, as grid offsets
+    residual = targets - w0["net.1.weight"][0, 1] * inputs[:, 1:2]
+    A = torch.cat([inputs[:, :1], torch.ones(64, 1)], 1)
+    sol = torch.linalg.lstsq(A, residual).solution.squeeze()
+    x_star = float(sol[1] - w0["net.1.bias"][0])
+    y_star = float(sol[0] - w0["net.1.weight"][0, 0])
+    x = np.linspace(x_star - 1, x_star + 2, 31)   # 31 columns
+    y = np.linspace(y_star - 0.5, y_star + 0.5, 11)  # 11 rows
+    s = landscape.compute_surface(model, [dx, dy], (inputs, targets), x, y, out=tmp_path / "s.h5",
+                                  loss="mse", progress=False)
+    loss = s["train_loss"]
+    assert loss.shape == (11, 31)
+    j, i = np.unravel_index(np.argmin(loss), loss.shape)
+    assert abs(x[i] - x_star) < 0.05 and abs(y[j] - y_star) < 0.05
+    with h5py.File(tmp_path / "s.h5") as f:
+        assert f["train_loss"].shape == (11, 31)
+        assert np.array_equal(f["xcoordinates"][()], x) and np.array_equal(f["ycoordinates"][()], y)
+        assert f["done"][()].all()
+
+
+def test_1d_surface_includes_zero_and_matches_evaluate(convnet, small_digits):
+    train, _ = small_digits
+    (d,) = landscape.random_directions(convnet, n=1)
+    s = landscape.compute_surface(convnet, [d], train, np.linspace(-1, 1, 5), progress=False)
+    assert s.ndim == 1 and s["train_loss"].shape == (5,)
+    assert s["train_loss"][2] == pytest.approx(landscape.evaluate(convnet, train)[0], rel=1e-6)
+
+
+def test_fixed_subset_is_recorded_and_reused(tmp_path, convnet, small_digits):
+    train, _ = small_digits
+    dirs = landscape.random_directions(convnet, n=1)
+    s = landscape.compute_surface(convnet, dirs, train, [0.0, 0.5], out=tmp_path / "s.h5", samples=50,
+                                  progress=False)
+    with h5py.File(tmp_path / "s.h5") as f:
+        idx = f["train_subset"][()]
+    assert len(idx) == 50 and len(set(idx.tolist())) == 50
+    expect = landscape.evaluate(convnet, (train[0][idx], train[1][idx]))[0]
+    assert s["train_loss"][0] == pytest.approx(expect, rel=1e-6)
+
+
+def test_resume_computes_only_missing_and_refuses_mismatch(tmp_path, convnet, small_digits):
+    train, _ = small_digits
+    dirs = landscape.random_directions(convnet, n=2)
+    x, y = np.linspace(-1, 1, 4), np.linspace(-1, 1, 3)
+    full = landscape.compute_surface(convnet, dirs, train, x, y, progress=False)
+    path = tmp_path / "s.h5"
+    calls = []
+    landscape.compute_surface(convnet, dirs, train, x, y, out=path, progress=False)
+    with h5py.File(path, "a") as f:  # forget half the points
+        done = f["done"][()]
+        done.reshape(-1)[::2] = False
+        f["done"][...] = done
+    landscape.compute_surface(convnet, dirs, train, x, y, out=path, progress=False,
+                              extra=[lambda m: calls.append(1) or {}])
+    assert len(calls) == 6
+    again = load_surface(path)
+    assert np.array_equal(again["train_loss"], full["train_loss"])
+    other = landscape.random_directions(convnet, n=2, seed=5)
+    with pytest.raises(LandscapeError, match="directions"):
+        landscape.compute_surface(convnet, other, train, x, y, out=path, progress=False)
+    with pytest.raises(LandscapeError, match="different grid"):
+        landscape.compute_surface(convnet, dirs, train, x, np.linspace(-1, 1, 5), out=path, progress=False)
+
+
+def test_rtol_points_within_three_standard_errors():
+    """Adaptive precision against the full-data value at every point."""
+    data = landscape.get_dataset("mnist1d", "train")
+    torch.manual_seed(0)
+    model = landscape.build_model("mlp", input_shape=(1, 40), hidden=(32,))
+    dirs = landscape.random_directions(model, n=2, seed=0)
+    x = y = np.linspace(-1, 1, 5)
+    full = landscape.compute_surface(model, dirs, data, x, y, progress=False)
+    fast = landscape.compute_surface(model, dirs, data, x, y, rtol=0.02, progress=False)
+    err = np.abs(fast["train_loss"] - full["train_loss"])
+    se = fast["train_loss_se"]
+    assert np.all(err <= 3 * se + 1e-12)
+    assert fast["train_samples"].sum() < full["train_loss"].size * len(data)  # it did stop early
