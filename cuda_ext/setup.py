@@ -29,7 +29,7 @@ if WITH_CUDA:
         "landscape_shift_ext._C",
         sources=["shift.cpp", "shift_cuda.cu"],
         define_macros=[("WITH_CUDA", None)],
-        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math"]},
+        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
     )
 else:
     ext = CppExtension("landscape_shift_ext._C", sources=["shift.cpp"], extra_compile_args={"cxx": cxx_flags})

@@ -7,17 +7,18 @@
 // Channel c belongs to group g = c / (C / k^2); group g < k^2 moves by
 //   dy = (g / k - k / 2) * dilation, dx = (g % k - k / 2) * dilation
 // (out[n, c, h, w] = in[n, c, h + dy, w + dx], zero outside); leftover channels are unshifted.
-// The CPU kernel is parallel over the N*C planes and copies whole row segments; since the op only
-// moves data it works on raw bytes, so every floating dtype shares one code path.
+// The CPU kernel is parallel over the N*C planes; since the op only moves data it works on
+// unsigned integers of the element's size, so the four floating dtypes share three instantiations.
 
 #include <torch/extension.h>
 
+#include <cstdint>
 #include <cstring>
 #include <string>
 
 #ifdef WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 extern "C" int landscape_shift_cuda(const void* in, void* out, long long batch, int channels, int height,
                                     int width, int kernel_size, int dilation, int direction, int element_size,
                                     void* stream);
@@ -45,50 +46,67 @@ void check_arguments(const at::Tensor& x, int64_t kernel_size, int64_t dilation)
                     x.size(2) * x.size(3));
 }
 
-// Shift one H x W plane of `element_size`-byte elements by (dy, dx), zero filling what enters.
-inline void shift_plane(const char* src, char* dst, int64_t height, int64_t width, int64_t dy, int64_t dx,
-                        int64_t element_size) {
-  const int64_t row_bytes = width * element_size;
-  // Columns w with 0 <= w + dx < width are copied; the rest are zero.
-  const int64_t w_lo = std::max<int64_t>(0, -dx);
-  const int64_t w_hi = std::min<int64_t>(width, width - dx);
-  for (int64_t h = 0; h < height; ++h) {
-    char* out_row = dst + h * row_bytes;
-    const int64_t hs = h + dy;
-    if (hs < 0 || hs >= height || w_hi <= w_lo) {
-      std::memset(out_row, 0, row_bytes);
-      continue;
+// Shift one H x W plane of T-sized elements by (dy, dx), zero filling what enters. T is an
+// unsigned integer of the element's size: the op moves bits, it never does arithmetic on them.
+template <typename T>
+void shift_plane(const T* src, T* dst, int64_t height, int64_t width, int64_t dy, int64_t dx) {
+  // Output rows [h_lo, h_hi) and columns [w_lo, w_hi) have a source inside the image.
+  const int64_t h_lo = std::max<int64_t>(0, -dy), h_hi = std::min<int64_t>(height, height - dy);
+  const int64_t w_lo = std::max<int64_t>(0, -dx), w_hi = std::min<int64_t>(width, width - dx);
+  if (h_hi <= h_lo || w_hi <= w_lo) {
+    std::memset(dst, 0, height * width * sizeof(T));
+    return;
+  }
+  // Output index i takes source index i + dy * width + dx. One flat copy over the output range
+  // [first, last) moves every valid element (and stays inside the source plane); it also drags
+  // wrapped-around values into the |dx| border columns, which the loop below zeroes.
+  const int64_t first = h_lo * width + w_lo;
+  const int64_t last = (h_hi - 1) * width + w_hi;
+  std::memset(dst, 0, first * sizeof(T));
+  std::memcpy(dst + first, src + first + dy * width + dx, (last - first) * sizeof(T));
+  std::memset(dst + last, 0, (height * width - last) * sizeof(T));
+  if (dx != 0) {
+    for (int64_t h = h_lo; h < h_hi; ++h) {
+      T* row = dst + h * width;
+      for (int64_t w = 0; w < w_lo; ++w) row[w] = T(0);
+      for (int64_t w = w_hi; w < width; ++w) row[w] = T(0);
     }
-    const char* in_row = src + hs * row_bytes;
-    if (w_lo > 0) std::memset(out_row, 0, w_lo * element_size);
-    std::memcpy(out_row + w_lo * element_size, in_row + (w_lo + dx) * element_size, (w_hi - w_lo) * element_size);
-    if (w_hi < width) std::memset(out_row + w_hi * element_size, 0, (width - w_hi) * element_size);
   }
 }
 
-void shift_cpu(const at::Tensor& x, at::Tensor& out, int64_t kernel_size, int64_t dilation, int64_t direction) {
+template <typename T>
+void shift_cpu_typed(const at::Tensor& x, at::Tensor& out, int64_t kernel_size, int64_t dilation,
+                     int64_t direction) {
   const int64_t batch = x.size(0), channels = x.size(1), height = x.size(2), width = x.size(3);
-  const int64_t element_size = x.element_size();
-  const int64_t plane_bytes = height * width * element_size;
+  const int64_t plane = height * width;
   const int64_t groups = kernel_size * kernel_size;
   const int64_t group_size = channels / groups;
   const int64_t half = kernel_size / 2;
-  const char* src = static_cast<const char*>(x.const_data_ptr());
-  char* dst = static_cast<char*>(out.mutable_data_ptr());
-  // Grain: enough planes per task that tiny planes are not dominated by scheduling.
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, plane_bytes));
+  const T* src = static_cast<const T*>(x.const_data_ptr());
+  T* dst = static_cast<T*>(out.mutable_data_ptr());
+  // Grain: about 32 KiB per task, so tiny planes are not dominated by scheduling.
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, plane * int64_t(sizeof(T))));
   at::parallel_for(0, batch * channels, grain, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const int64_t c = p % channels;
       const int64_t g = group_size > 0 ? c / group_size : groups;
       int64_t dy = 0, dx = 0;
-      if (g < groups) {
+      if (g < groups) {  // leftover channels stay in place
         dy = direction * (g / kernel_size - half) * dilation;
         dx = direction * (g % kernel_size - half) * dilation;
       }
-      shift_plane(src + p * plane_bytes, dst + p * plane_bytes, height, width, dy, dx, element_size);
+      shift_plane<T>(src + p * plane, dst + p * plane, height, width, dy, dx);
     }
   });
+}
+
+void shift_cpu(const at::Tensor& x, at::Tensor& out, int64_t kernel_size, int64_t dilation, int64_t direction) {
+  switch (x.element_size()) {
+    case 2: shift_cpu_typed<uint16_t>(x, out, kernel_size, dilation, direction); break;
+    case 4: shift_cpu_typed<uint32_t>(x, out, kernel_size, dilation, direction); break;
+    case 8: shift_cpu_typed<uint64_t>(x, out, kernel_size, dilation, direction); break;
+    default: TORCH_CHECK(false, "shift: unsupported element size ", x.element_size());
+  }
 }
 
 at::Tensor shift_dispatch(const at::Tensor& x, int64_t kernel_size, int64_t dilation, int64_t direction) {
@@ -107,7 +125,7 @@ at::Tensor shift_dispatch(const at::Tensor& x, int64_t kernel_size, int64_t dila
         x.const_data_ptr(), out.mutable_data_ptr(), x.size(0), static_cast<int>(x.size(1)),
         static_cast<int>(x.size(2)), static_cast<int>(x.size(3)), static_cast<int>(kernel_size),
         static_cast<int>(dilation), static_cast<int>(direction), static_cast<int>(x.element_size()),
-        static_cast<void*>(at::cuda::getCurrentCUDAStream().stream()));
+        static_cast<void*>(c10::cuda::getCurrentCUDAStream().stream()));
     TORCH_CHECK(code == 0, "shift: CUDA kernel launch failed: ", landscape_shift_cuda_error_string(code));
     return out;
   }

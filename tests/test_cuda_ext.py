@@ -41,6 +41,19 @@ def test_cpu_forward_and_backward_equal_reference_exactly(dtype, shape, k, d):
     assert torch.equal(ext.backward(x, k, d), shift_reference(x, k, d, reverse=True))
 
 
+def test_random_small_shapes_equal_reference():
+    # Edge geometry: 1-pixel rows/columns, dilation beyond the image, fewer channels than groups.
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        n, c, h, w = (int(v) for v in torch.randint(1, 12, (4,), generator=g))
+        c = int(torch.randint(1, 60, (1,), generator=g))
+        k = (3, 5)[int(torch.randint(0, 2, (1,), generator=g))]
+        d = int(torch.randint(1, 6, (1,), generator=g))
+        x = torch.randn(n, c, h, w, generator=g)
+        assert torch.equal(ext.forward(x, k, d), shift_reference(x, k, d)), (n, c, h, w, k, d)
+        assert torch.equal(ext.backward(x, k, d), shift_reference(x, k, d, reverse=True)), (n, c, h, w, k, d)
+
+
 def test_large_dilation_zeroes_shifted_groups():
     x = torch.randn(1, 9, 3, 3)
     out = ext.forward(x, 3, 5)  # every off-centre group moves out of the 3x3 image
