@@ -1,0 +1,48 @@
+"""Evaluation: sample-weighted means, eval mode, every data form, mode restored."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import landscape
+from landscape.evaluation import AdaptiveEvaluator
+
+
+def test_sample_weighted_mean_over_uneven_batches(convnet, small_digits):
+    (x, y), _ = small_digits
+    convnet.eval()
+    with torch.no_grad():
+        out = convnet(x)
+    expect_loss = float(F.cross_entropy(out, y))
+    expect_acc = float((out.argmax(1) == y).float().mean())
+    for bs in (7, 64, 200, None):
+        loss, acc = landscape.evaluate(convnet, (x, y), batch_size=bs)
+        assert loss == pytest.approx(expect_loss, rel=1e-5) and acc == pytest.approx(expect_acc)
+
+
+def test_eval_mode_used_and_training_mode_restored(convnet, small_digits):
+    (x, y), _ = small_digits
+    convnet.train()
+    before = convnet.bn_stats = [m.running_mean.clone() for m in convnet.modules() if hasattr(m, "running_mean")]
+    landscape.evaluate(convnet, (x, y))
+    after = [m.running_mean for m in convnet.modules() if hasattr(m, "running_mean")]
+    assert all(torch.equal(a, b) for a, b in zip(before, after)), "BN statistics must not move"
+    assert convnet.training
+
+
+def test_mse_and_callable_losses(convnet, small_digits):
+    (x, y), _ = small_digits
+    convnet.eval()
+    with torch.no_grad():
+        out = convnet(x)
+    mse = float(((out - F.one_hot(y, 10).float()) ** 2).mean())
+    assert landscape.evaluate(convnet, (x, y), loss="mse")[0] == pytest.approx(mse, rel=1e-5)
+    l1 = lambda o, t: (o - F.one_hot(t, 10).float()).abs().mean()  # noqa: E731
+    assert landscape.evaluate(convnet, (x, y), loss=l1, batch_size=50)[0] == pytest.approx(float(l1(out, y)), rel=1e-5)
+
+
+def test_adaptive_evaluator_all_samples_equals_full(convnet, small_digits):
+    (x, y), _ = small_digits
+    ev = AdaptiveEvaluator(convnet, (x, y), rtol=1e-12, batch_size=32)
+    loss, acc, se, n = ev()
+    assert n == len(x) and se == 0.0
+    assert loss == pytest.approx(landscape.evaluate(convnet, (x, y))[0], rel=1e-6)
