@@ -47,23 +47,31 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_op(fn: Callable[[], object], device: torch.device, repeat: int) -> float:
-    """Best seconds per call over ``repeat`` samples, each long enough (>= 20 ms) to swamp launch overhead."""
-    fn()
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    once = max(time.perf_counter() - start, 1e-7)
-    inner = max(1, min(1000, int(MIN_SECONDS_PER_SAMPLE / once)))
-    best = float("inf")
-    for _ in range(repeat):
+def time_ops(ops: dict[str, Callable[[], object]], device: torch.device, repeat: int) -> dict[str, float]:
+    """Best seconds per call of each op over ``repeat`` rounds.
+
+    The ops take turns within each round, so load from other processes drifts over all of them
+    alike and the ratios stay fair; each sample repeats the op long enough (>= 20 ms) to swamp
+    launch overhead.
+    """
+    inner = {}
+    for name, fn in ops.items():
+        fn()  # warm up (allocator, caches, lazy CUDA init)
         _sync(device)
         start = time.perf_counter()
-        for _ in range(inner):
-            fn()
+        fn()
         _sync(device)
-        best = min(best, (time.perf_counter() - start) / inner)
+        once = max(time.perf_counter() - start, 1e-7)
+        inner[name] = max(1, min(1000, int(MIN_SECONDS_PER_SAMPLE / once)))
+    best = {name: float("inf") for name in ops}
+    for _ in range(repeat):
+        for name, fn in ops.items():
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(inner[name]):
+                fn()
+            _sync(device)
+            best[name] = min(best[name], (time.perf_counter() - start) / inner[name])
     return best
 
 
@@ -84,8 +92,8 @@ def run(args: argparse.Namespace) -> dict:
     def gbps(seconds: float) -> float:
         return moved / seconds / 1e9
 
-    rows: list[tuple[str, float]] = [("copy (clone)", time_op(lambda: x.clone(), device, repeat)),
-                                     ("reference forward", time_op(lambda: shift_reference(x, k, d), device, repeat))]
+    ops: dict[str, Callable[[], object]] = {"copy (clone)": lambda: x.clone(),
+                                            "reference forward": lambda: shift_reference(x, k, d)}
     result = {"op": "shift", "shape": list(shape), "dtype": str(dtype).replace("torch.", ""), "device": str(device),
               "kernel_size": k, "dilation": d, "bytes_moved": moved, "extension": extension_info(),
               "backend": "extension" if native else "reference"}
@@ -93,8 +101,9 @@ def run(args: argparse.Namespace) -> dict:
         result["matches_reference"] = bool(
             torch.equal(_ShiftFunction.apply(x, k, d, False), shift_reference(x, k, d))
             and torch.equal(_ShiftFunction.apply(x, k, d, True), shift_reference(x, k, d, reverse=True)))
-        rows.append(("extension forward", time_op(lambda: _ShiftFunction.apply(x, k, d, False), device, repeat)))
-        rows.append(("extension backward", time_op(lambda: _ShiftFunction.apply(x, k, d, True), device, repeat)))
+        ops["extension forward"] = lambda: _ShiftFunction.apply(x, k, d, False)
+        ops["extension backward"] = lambda: _ShiftFunction.apply(x, k, d, True)
+    rows = list(time_ops(ops, device, repeat).items())
     copy_s = rows[0][1]
 
     print(f"shift kernel_size={k} dilation={d} on {tuple(shape)} {result['dtype']} ({device}), "
