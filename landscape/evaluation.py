@@ -173,3 +173,63 @@ def evaluate(model: nn.Module, data: DataSpec, loss: LossSpec = "crossentropy", 
              device: str | torch.device | None = None) -> tuple[float, float]:
     """Mean loss and accuracy (NaN for non-class targets) of ``model`` over ``data``."""
     return Evaluator(model, data, loss, batch_size, device)()
+
+
+BATCH_CANDIDATES = (32, 64, 128, 256, 512, 1024, 2048)
+
+
+def time_forward(model: nn.Module, inputs: torch.Tensor, batch_size: int, repeat: int = 3) -> float:
+    """Best wall time of a bare eager inference pass over ``inputs`` (the floor to compare with)."""
+    import time
+
+    batches = list(torch.split(inputs, batch_size))
+    best = float("inf")
+    with torch.inference_mode(), eval_mode(model):
+        for _ in batches[:2]:  # warm-up
+            model(_)
+        for _ in range(repeat):
+            if inputs.is_cuda:
+                torch.cuda.synchronize(inputs.device)
+            t0 = time.perf_counter()
+            for xb in batches:
+                model(xb)
+            if inputs.is_cuda:
+                torch.cuda.synchronize(inputs.device)
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure_batch_size(model: nn.Module, inputs: torch.Tensor, candidates=BATCH_CANDIDATES,
+                       repeat: int = 2, max_samples: int = 4096) -> tuple[int, dict[int, float]]:
+    """The fastest evaluation batch size per sample, by timing (the largest is often not the best on CPU)."""
+    sample = inputs[:max_samples]
+    times = {bs: time_forward(model, sample, bs, repeat) for bs in candidates if bs <= max(len(sample), candidates[0])}
+    return min(times, key=times.get), times
+
+
+def cached_batch_size(model: nn.Module, inputs: torch.Tensor) -> int:
+    """`measure_batch_size` once per (model, input shape, device), remembered across runs.
+
+    Remembering the choice keeps the same command bit-reproducible: summation order depends on
+    the batch size, and a fresh measurement could pick another one.
+    """
+    import json
+    import os
+
+    from .data import cache_dir
+
+    spec = getattr(model, "landscape_spec", {"name": type(model).__name__, "args": {}})
+    key = json.dumps([spec.get("name"), spec.get("args"), list(inputs.shape[1:]), inputs.device.type], sort_keys=True,
+                     default=str)
+    path = cache_dir() / "batch_sizes.json"
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        table = {}
+    if key not in table:
+        table[key] = measure_batch_size(model, inputs)[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(table, indent=1))
+        os.replace(tmp, path)
+    return int(table[key])

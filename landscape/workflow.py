@@ -132,6 +132,12 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
         save_directions(out.parent / f"{out.stem}_directions.h5", directions,
                         {**dir_attrs, "checkpoint_sha256": base.sha256, "checkpoint": str(job.ckpt)})
         batch_size = batch_size or _existing_batch_size(out)
+        if not batch_size:
+            from .data import as_tensors
+            from .evaluation import cached_batch_size
+
+            inputs = as_tensors(next(iter(splits.values())))[0].to(device)
+            batch_size = cached_batch_size(base.model, inputs)
     if comm is not None:
         batch_size = comm.bcast(batch_size, root=0)
     attrs = {"dataset": name, "checkpoint": str(job.ckpt), "checkpoint_sha256": base.sha256, "mode": job.mode,

@@ -64,5 +64,6 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's own)")
     p.add_argument("--data-root", default=None, help="directory holding CIFAR / MNIST files")
     p.add_argument("--loss", default="crossentropy", choices=["crossentropy", "mse"])
-    p.add_argument("--batch-size", type=positive_int, default=None, help="evaluation batch size")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="evaluation batch size (default: the fastest, measured once per model and device)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
