@@ -56,8 +56,11 @@ def _plain(value: Any) -> Any:
         return value.item()
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalar
         return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
+    if value is None:
+        return None
+    for plain in (bool, int, float, str):  # exact builtins: subclasses (torch.__version__) do not unpickle safely
+        if isinstance(value, plain):
+            return plain(value)
     return str(value)
 
 

@@ -23,10 +23,11 @@ def model():
 
 def test_native_round_trip_with_meta(tmp_path, model):
     path = landscape.save_checkpoint(tmp_path / "m.pt", model, {"batch_size": 16, "weight_decay": 5e-4,
-                                                                 "shape": (1, 8, 8)})
+                                                                 "shape": (1, 8, 8), "torch": torch.__version__})
     ck = landscape.load_checkpoint(path)
     assert _same(ck.model, model) and not ck.model.training
     assert ck.meta["batch_size"] == 16 and ck.meta["weight_decay"] == 5e-4 and ck.meta["model"] == "convnet"
+    assert ck.meta["torch"] == str(torch.__version__) and type(ck.meta["torch"]) is str
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == "landscape-checkpoint" and raw["version"] == 1 and raw["model"] == "convnet"
     assert len(ck.sha256) == 64
