@@ -1,0 +1,47 @@
+"""``landscape render SURF.h5``: draw an existing surface file (no computing), for scripting."""
+from __future__ import annotations
+
+import argparse
+
+from .common import positive_float, positive_int
+
+HELP = "draw figures (and ParaView .vtp files) from an existing 1D/2D surface h5 file"
+DESCRIPTION = (HELP + ". auto draws loss-and-accuracy curves for a 1D surface; contours, filled contours, "
+               "a heatmap and a 3D view of each loss (and contours of each accuracy) for a 2D one.")
+
+# The same names as landscape.plot.KINDS (checked by a test), kept here so --help never imports matplotlib.
+KIND_CHOICES = ["auto", "all", "curves", "contour", "contourf", "heatmap", "surface3d", "vtp", "convexity",
+                "trajectory"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("surface", metavar="SURF.h5", help="surface file written by landscape plot/surface")
+    p.add_argument("--out", default=None, help="output directory (default: the surface file's directory)")
+    p.add_argument("--kinds", nargs="+", default=["auto"], choices=KIND_CHOICES, metavar="KIND",
+                   help=f"what to draw: {', '.join(KIND_CHOICES)}")
+    p.add_argument("--format", nargs="+", default=["png"], choices=["png", "pdf", "svg"], help="figure formats")
+    p.add_argument("--names", nargs="+", default=None, metavar="ARRAY",
+                   help="surface arrays to draw (default: train/test loss and accuracy present in the file)")
+    p.add_argument("--log", action="store_true", help="log-scale losses (levels, colours, 3D height, vtp)")
+    p.add_argument("--vmax", type=float, default=None, help="clip losses above this value (2D, 3D and vtp)")
+    p.add_argument("--levels", type=positive_int, default=None, help="about this many contour levels")
+    p.add_argument("--level-method", default="auto", choices=["auto", "linear", "log", "quantile"],
+                   help="contour level spacing: auto is log-spaced when the loss spans > 30x, else linear")
+    p.add_argument("--dpi", type=positive_float, default=150, help="resolution of PNG files")
+    p.add_argument("--prefix", default=None, help="file name prefix (default: the surface file's stem)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..plot import render
+    from ..surface import load_surface
+
+    surface = load_surface(args.surface)
+    paths = render(surface, args.out, kinds=tuple(args.kinds), formats=tuple(args.format), log=args.log,
+                   vmax=args.vmax, names=args.names, levels=args.levels, method=args.level_method,
+                   dpi=int(args.dpi), prefix=args.prefix)
+    done, total = int(surface.done.sum()), int(surface.done.size)
+    if done < total:
+        print(f"note: {done}/{total} points computed; missing points are left blank")
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
