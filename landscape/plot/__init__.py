@@ -131,7 +131,8 @@ def render(surface: Any, out_dir: str | os.PathLike | None = None, kinds: Sequen
             for name in (n for n in names if n not in STANDARD):  # e.g. min_eig, train_loss_se: one curve each
                 if wants("curves", True):
                     written += compare_curves([(quantity_label(name), (x, arrays[name]))],
-                                              out_dir / f"{prefix}_{name}", keys=(name,), log=log and is_loss(name),
+                                              out_dir / f"{prefix}_{name}", ylabel=quantity_label(name),
+                                              log=log and is_loss(name),
                                               title=text.title or None, xlabel=text.xlabel, formats=formats, dpi=dpi)
             if has_eigs and wants("convexity", True):
                 fig = new_figure((_WIDTH, 4.0))

@@ -121,7 +121,7 @@ def _items(curves: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> list[tuple[
 def compare_curves(curves: Mapping[str, Any] | Sequence[tuple[str, Any]], out: str | os.PathLike | None = None, *,
                    keys: Sequence[str] = ("train_loss", "test_loss"), log: bool = False,
                    vmax: float | None = None, title: str | None = None, xlabel: str = r"$\alpha$",
-                   ax: Axes | None = None, formats: Sequence[str] = ("png",), dpi: int = 150) -> Axes | list[Any]:
+                   ylabel: str | None = None, ax: Axes | None = None, formats: Sequence[str] = ("png",), dpi: int = 150) -> Axes | list[Any]:
     """Several 1D curves on one axis, one colour per curve (e.g. small- vs large-batch checkpoints).
 
     Each curve is ``(label, surface)`` for a 1D `Surface` (every one of ``keys`` it holds is drawn,
@@ -165,8 +165,11 @@ def compare_curves(curves: Mapping[str, Any] | Sequence[tuple[str, Any]], out: s
         ax.set_ylim(top=vmax)
     if np.isfinite(x_lo) and x_hi > x_lo:
         ax.set_xlim(x_lo, x_hi)
-    ylabel = "loss" if all(k.endswith("loss") for k in drawn_keys) else \
-        (quantity_label(drawn_keys[0]) if len(drawn_keys) == 1 else "value")
+    if ylabel is None:
+        if drawn_keys and all(k.endswith("loss") for k in drawn_keys):
+            ylabel = "loss"
+        else:
+            ylabel = quantity_label(drawn_keys[0]) if len(drawn_keys) == 1 else "value"
     ax.set_ylabel(ylabel + (" (log scale)" if log else ""))
     ax.set_xlabel(xlabel)
     ax.grid(True, color="0.92", lw=0.6)
