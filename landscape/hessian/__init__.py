@@ -1,0 +1,194 @@
+"""Hessian spectrum of a model's dataset loss: extreme eigenvalues, trace, spectral density.
+
+``eigenvalues``, ``trace`` and ``density`` take the same ``(model, data, loss=..., batch_size=...,
+params=..., weight_decay=...)`` as the rest of the package and return small dataclasses that
+carry the number, the settings that produced it, and how many Hessian-vector products it cost.
+``weight_decay`` adds ``wd * I`` to the Hessian (``wd * P`` to the trace); results say whether it
+is in. Everything runs matrix-free through `HessianOperator` (see `landscape.hessian.hvp`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import DataSpec
+from ..errors import LandscapeError
+from ..losses import LossSpec
+from .density import Quadrature, plot_density, slq, smooth_density
+from .extremes import EigenExtremes, convexity_ratio, eigen_extremes
+from .hvp import HessianOperator, ParamSpec, dense_hessian, select_parameters
+from .lanczos import lanczos
+from .power import power_iteration
+from .trace import hutch_plus_plus, hutchinson
+
+__all__ = ["eigenvalues", "trace", "density", "EigenResult", "TraceResult", "DensityResult", "HessianOperator",
+           "eigen_extremes", "EigenExtremes", "convexity_ratio", "lanczos", "power_iteration", "hutchinson",
+           "hutch_plus_plus", "slq", "smooth_density", "plot_density", "dense_hessian", "select_parameters"]
+
+METHODS = ("lanczos", "power")
+TRACE_METHODS = ("hutchinson", "hutch++")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class _Result:
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict (tensors such as eigenvectors left out)."""
+        return {k: _jsonable(v) for k, v in asdict(self).items() if not isinstance(v, torch.Tensor)}
+
+
+@dataclass
+class EigenResult(_Result):
+    """Eigenvalues (largest: descending, smallest: ascending) with their error estimates."""
+
+    values: np.ndarray
+    errors: np.ndarray
+    converged: bool
+    n_hvps: int
+    settings: dict
+    seconds: float = 0.0
+    vectors: torch.Tensor | None = field(default=None, repr=False)  # (k, P) when return_vectors=True
+
+    @property
+    def top(self) -> float:
+        return float(self.values[0])
+
+
+@dataclass
+class TraceResult(_Result):
+    """``tr(H)`` and the standard error of the estimate (of its stochastic part, for Hutch++)."""
+
+    value: float
+    stderr: float
+    n_hvps: int
+    settings: dict
+    seconds: float = 0.0
+
+
+@dataclass
+class DensityResult(_Result):
+    """SLQ nodes and weights per run, and the smoothed density on ``grid``."""
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    grid: np.ndarray
+    density: np.ndarray
+    sigma: float
+    n_hvps: int
+    settings: dict
+    seconds: float = 0.0
+
+    def moments(self, order: int = 2) -> list[float]:
+        """Quadrature moments ``sum_i w_i theta_i^p / n_runs``: estimates of ``tr(H^p)/P``."""
+        w = self.weights / self.nodes.shape[0]
+        return [float((w * self.nodes ** p).sum()) for p in range(1, order + 1)]
+
+    def save_png(self, path, title: str | None = None) -> None:
+        plot_density(self.grid, self.density, path, title)
+
+
+def _operator(model: nn.Module, data: DataSpec, loss: LossSpec, batch_size: int | None, params: ParamSpec,
+              weight_decay: float, device) -> HessianOperator:
+    if isinstance(data, HessianOperator):
+        return data
+    return HessianOperator(model, data, loss, batch_size, params, weight_decay, device)
+
+
+def eigenvalues(model: nn.Module, data: DataSpec, k: int = 1, which: str = "largest", method: str = "lanczos",
+                loss: LossSpec = "crossentropy", batch_size: int | None = None, params: ParamSpec = None,
+                weight_decay: float = 0.0, tol: float = 1e-6, max_iter: int | None = None, seed: int = 0,
+                device: str | torch.device | None = None, return_vectors: bool = False,
+                progress: bool = False) -> EigenResult:
+    """The ``k`` largest or smallest (``which="smallest"``: most negative) Hessian eigenvalues.
+
+    ``method="lanczos"`` (default) stops once every wanted Ritz value's error estimate is below
+    ``tol * |value|``; ``"power"`` (power iteration with deflation) stops on the residual per
+    eigenvalue. ``max_iter`` bounds the products (Lanczos: in total, default ``min(P, 300)``;
+    power: per eigenvalue, default 1000). ``params`` restricts to one layer or block.
+    """
+    if method not in METHODS:
+        raise LandscapeError(f"method must be one of {METHODS}, got {method!r}")
+    if which not in ("largest", "smallest"):
+        raise LandscapeError(f"which must be 'largest' or 'smallest', got {which!r}")
+    op = _operator(model, data, loss, batch_size, params, weight_decay, device)
+    start, before = time.perf_counter(), op.n_hvps
+    if method == "lanczos":
+        run = lanczos(op.mv, op.num_params, k=k, which=which, tol=tol, max_iter=max_iter, seed=seed,
+                      device=op.device, return_vectors=return_vectors, progress=progress,
+                      desc=f"lanczos top-{k}" if which == "largest" else f"lanczos bottom-{k}")
+    else:
+        run = power_iteration(op.mv, op.num_params, k=k, which=which, tol=tol,
+                              max_iter=max_iter if max_iter is not None else 1000, seed=seed, device=op.device,
+                              return_vectors=return_vectors, progress=progress)
+    settings = {"k": k, "which": which, "method": method, "tol": tol, "max_iter": max_iter, "seed": seed,
+                **op.settings}
+    return EigenResult(values=run.values, errors=run.errors, converged=run.converged, n_hvps=op.n_hvps - before,
+                       settings=settings, seconds=time.perf_counter() - start, vectors=run.vectors)
+
+
+def trace(model: nn.Module, data: DataSpec, n_probes: int = 100, method: str = "hutchinson",
+          loss: LossSpec = "crossentropy", batch_size: int | None = None, params: ParamSpec = None,
+          weight_decay: float = 0.0, seed: int = 0, device: str | torch.device | None = None,
+          progress: bool = False) -> TraceResult:
+    """``tr(H)`` from ``n_probes`` Hessian-vector products, with its standard error.
+
+    ``"hutchinson"``: the mean of ``n_probes`` Rademacher quadratic forms. ``"hutch++"``: the
+    same budget of products split between an exact sketch of the dominant subspace and
+    Hutchinson on the rest, usually far lower variance on Hessians with outliers.
+    """
+    if method not in TRACE_METHODS:
+        raise LandscapeError(f"method must be one of {TRACE_METHODS}, got {method!r}")
+    op = _operator(model, data, loss, batch_size, params, weight_decay, device)
+    start, before = time.perf_counter(), op.n_hvps
+    from tqdm.auto import tqdm
+    bar = tqdm(total=n_probes, desc=f"trace ({method})", unit="hvp", disable=not progress, leave=False,
+               dynamic_ncols=True)
+    try:
+        if method == "hutchinson":
+            est = hutchinson(op.mv, op.num_params, n_probes, seed, op.device, bar)
+        else:
+            est = hutch_plus_plus(op.mv, op.num_params, n_probes, seed, op.device, bar)
+    finally:
+        bar.close()
+    settings = {"n_probes": n_probes, "method": method, "seed": seed, "probe": "rademacher", **op.settings}
+    return TraceResult(value=est.value, stderr=est.stderr, n_hvps=op.n_hvps - before, settings=settings,
+                       seconds=time.perf_counter() - start)
+
+
+def density(model: nn.Module, data: DataSpec, n_iter: int = 80, n_runs: int = 10, loss: LossSpec = "crossentropy",
+            batch_size: int | None = None, params: ParamSpec = None, weight_decay: float = 0.0, seed: int = 0,
+            sigma: float | None = None, grid: np.ndarray | None = None, grid_size: int = 1000,
+            device: str | torch.device | None = None, progress: bool = False) -> DensityResult:
+    """Spectral density by stochastic Lanczos quadrature: ``n_runs`` runs of ``n_iter`` steps.
+
+    Returns the quadrature (nodes, weights; each run's weights sum to 1) and its Gaussian-kernel
+    smoothing on a grid (``sigma`` defaults to ``sqrt(1e-5)`` times the spectral range).
+    """
+    op = _operator(model, data, loss, batch_size, params, weight_decay, device)
+    start, before = time.perf_counter(), op.n_hvps
+    from tqdm.auto import tqdm
+    bar = tqdm(total=n_runs * min(n_iter, op.num_params), desc="density (SLQ)", unit="hvp", disable=not progress,
+               leave=False, dynamic_ncols=True)
+    try:
+        quad, _ = slq(op.mv, op.num_params, n_iter, n_runs, seed, op.device, bar=bar)
+    finally:
+        bar.close()
+    g, dens, sig = smooth_density(quad.nodes, quad.weights, grid, sigma, grid_size)
+    settings = {"n_iter": n_iter, "n_runs": n_runs, "seed": seed, "sigma": sig, **op.settings}
+    return DensityResult(nodes=quad.nodes, weights=quad.weights, grid=g, density=dens, sigma=sig,
+                         n_hvps=op.n_hvps - before, settings=settings, seconds=time.perf_counter() - start)

@@ -1,0 +1,35 @@
+"""The common shape of a sharpness result: the number, the settings that produced it, its cost."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass
+class SharpnessResult:
+    """``value`` is the measure; ``base_loss`` the loss (or error) at the unperturbed weights;
+    ``n_evals`` the number of loss (or loss-and-gradient) passes over the data it took."""
+
+    value: float
+    base_loss: float
+    settings: dict = field(default_factory=dict)
+    n_evals: int = 0
+
+    def to_dict(self) -> dict:
+        return {k: _jsonable(v) for k, v in asdict(self).items()}
+
+    def __float__(self) -> float:
+        return float(self.value)
