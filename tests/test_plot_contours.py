@@ -107,7 +107,8 @@ def test_transposed_values_are_a_clear_error():
 def test_landmarks_inside_the_grid_are_marked():
     x, y = grid()
     ax = axes()
-    contour(x, y, bowl(x, y), ax=ax, labels=False, landmarks=[((0.0, 0.0), "A"), ((1.0, 0.0), "B"), ((9.0, 9.0), "far")])
+    contour(x, y, bowl(x, y), ax=ax, labels=False,
+            landmarks=[((0.0, 0.0), "A"), ((1.0, 0.0), "B"), ((9.0, 9.0), "far")])
     marked = [(line.get_xdata()[0], line.get_ydata()[0]) for line in ax.lines]
     assert marked == [(0.0, 0.0), (1.0, 0.0)]
     assert sorted(t.get_text() for t in ax.texts) == ["A", "B"]

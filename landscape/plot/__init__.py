@@ -108,6 +108,10 @@ def render(surface: Any, out_dir: str | os.PathLike | None = None, kinds: Sequen
         trajectory = (_attr_list(attrs["trajectory_x"]), _attr_list(attrs["trajectory_y"]))
     if explained_variance is None:
         explained_variance = explained_variance_from(attrs)
+    shape = (len(x),) if y is None else (len(y), len(x))
+    done = getattr(surface, "done", None)  # tells "not computed" from "diverged" in the coverage notes
+    done = np.asarray(done, dtype=bool).reshape(shape) if done is not None and np.size(done) == np.prod(shape) \
+        else None
     has_eigs = "min_eig" in arrays and "max_eig" in arrays
     written: list[Path] = []
 
@@ -126,7 +130,7 @@ def render(surface: Any, out_dir: str | os.PathLike | None = None, kinds: Sequen
                 landmarks = [(p[0], label) for p, label in text.landmarks] if len(text.landmarks) > 1 else []
                 plot_curves(x, **{n: arrays[n] for n in standard}, log=log, vmax=vmax,
                             ax=fig.add_subplot(), title=text.title or None, xlabel=text.xlabel,
-                            landmarks=landmarks)
+                            landmarks=landmarks, done=done)
                 written += save_figure(fig, out_dir / f"{prefix}_loss_acc{'_log' if log else ''}", formats, dpi)
             for name in (n for n in names if n not in STANDARD):  # e.g. min_eig, train_loss_se: one curve each
                 if wants("curves", True):
@@ -149,7 +153,7 @@ def render(surface: Any, out_dir: str | os.PathLike | None = None, kinds: Sequen
                 values = as_percent(values)
             auto = _AUTO_2D["loss" if loss_like else "acc"]
             common = dict(xlabel=text.xlabel, ylabel=text.ylabel, title=text.titled(name),
-                          landmarks=text.landmarks)
+                          landmarks=text.landmarks, done=done)
             scale = dict(log=log, vmax=vmax) if loss_like else {}
             suffix = "_log" if log and loss_like else ""
             for kind in ("contour", "contourf", "heatmap"):

@@ -103,15 +103,37 @@ def set_square_aspect(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
         ax.set_aspect("equal", adjustable="box")
 
 
-def note_missing(ax: Axes, values: np.ndarray) -> None:
-    """Say on the axes how much of a half-finished surface is drawn, or that none of it is."""
+def coverage_note(values: np.ndarray, done: np.ndarray | None = None) -> str:
+    """``"40/99 points computed; 3 not finite (diverged)"``, or ``""`` for a complete, finite surface.
+
+    With the surface's ``done`` mask a NaN at a computed point counts as diverged, not missing;
+    without it NaN means not computed and inf means diverged.
+    """
     v = np.asarray(values, dtype=np.float64)
-    n_nan = int(np.isnan(v).sum())
-    if n_nan == 0:
-        return
-    text = "no points computed yet" if n_nan == v.size else f"{v.size - n_nan}/{v.size} points computed"
-    ax.text(0.99, 0.01, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.35",
-            bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.7))
+    if done is not None and np.shape(done) == v.shape:
+        done = np.asarray(done, dtype=bool)
+    else:
+        done = ~np.isnan(v)
+    parts = []
+    n_done = int(done.sum())
+    if n_done == 0:
+        return "no points computed yet"
+    if n_done < v.size:
+        parts.append(f"{n_done}/{v.size} points computed")
+    bad = int((done & ~np.isfinite(v)).sum())
+    if bad:
+        parts.append(f"{bad} not finite (diverged)")
+    return "; ".join(parts)
+
+
+def note_missing(ax: Axes, values: np.ndarray, done: np.ndarray | None = None,
+                 where: tuple[float, float, str, str] = (0.99, 0.01, "right", "bottom")) -> None:
+    """Say on the axes how much of a half-finished (or partly diverged) surface is drawn."""
+    text = coverage_note(values, done)
+    if text:
+        x, y, ha, va = where
+        ax.text(x, y, text, transform=ax.transAxes, ha=ha, va=va, fontsize=7, color="0.3", zorder=8,
+                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75))
 
 
 def add_colorbar(ax: Axes, mappable, label: str = "", extend: str | None = None, log: bool = False):

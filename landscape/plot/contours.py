@@ -28,7 +28,8 @@ def _levels(values: np.ndarray, levels: int | Sequence[float] | None, method: st
 
 
 def _finish(ax: Axes, x: np.ndarray, y: np.ndarray, values: np.ndarray, title: str | None, xlabel: str,
-            ylabel: str, landmarks: Sequence[tuple[tuple[float, float], str]], clip: bool = True) -> None:
+            ylabel: str, landmarks: Sequence[tuple[tuple[float, float], str]], done: np.ndarray | None,
+            clip: bool = True) -> None:
     if clip:  # contours end at the outermost grid points; heatmap cells reach half a cell beyond
         ax.set_xlim(x.min(), x.max())
         ax.set_ylim(y.min(), y.max())
@@ -38,7 +39,7 @@ def _finish(ax: Axes, x: np.ndarray, y: np.ndarray, values: np.ndarray, title: s
     if title:
         ax.set_title(title, fontsize=9)
     draw_landmarks(ax, landmarks, x, y)
-    note_missing(ax, values)
+    note_missing(ax, values, done)
 
 
 def draw_landmarks(ax: Axes, landmarks: Sequence[tuple[tuple[float, float], str]], x: np.ndarray,
@@ -66,7 +67,8 @@ def contour(x: Sequence[float], y: Sequence[float], values: np.ndarray, *,
             vmin: float | None = None, vmax: float | None = None, ax: Axes | None = None,
             cmap: str = "viridis", labels: bool = True, colorbar: bool = False, label: str = "",
             title: str | None = None, xlabel: str = r"$\alpha$", ylabel: str = r"$\beta$",
-            landmarks: Sequence[tuple[tuple[float, float], str]] = ()) -> QuadContourSet:
+            landmarks: Sequence[tuple[tuple[float, float], str]] = (),
+            done: np.ndarray | None = None) -> QuadContourSet:
     """Contour lines with inline level labels (Li et al.'s 2D view); returns the `QuadContourSet`.
 
     ``levels`` is a count or explicit values; by default they are chosen by `contour_levels`
@@ -85,7 +87,7 @@ def contour(x: Sequence[float], y: Sequence[float], values: np.ndarray, *,
         cs = ax.contour(x, y, np.ma.masked_all(z.shape), levels=lv.values)
     if colorbar:
         add_colorbar(ax, cs, label, log=lv.scale == "log")
-    _finish(ax, x, y, z, title, xlabel, ylabel, landmarks)
+    _finish(ax, x, y, z, title, xlabel, ylabel, landmarks, done)
     return cs
 
 
@@ -94,7 +96,8 @@ def contourf(x: Sequence[float], y: Sequence[float], values: np.ndarray, *,
              vmin: float | None = None, vmax: float | None = None, ax: Axes | None = None,
              cmap: str = "viridis", colorbar: bool = True, label: str = "", lines: bool = True,
              title: str | None = None, xlabel: str = r"$\alpha$", ylabel: str = r"$\beta$",
-             landmarks: Sequence[tuple[tuple[float, float], str]] = ()) -> QuadContourSet:
+             landmarks: Sequence[tuple[tuple[float, float], str]] = (),
+             done: np.ndarray | None = None) -> QuadContourSet:
     """Filled contours with a colorbar (thin level lines on top with ``lines``); returns the filled set.
 
     Values beyond ``vmin``/``vmax`` take the end colours (the colorbar shows an arrow for them);
@@ -113,7 +116,7 @@ def contourf(x: Sequence[float], y: Sequence[float], values: np.ndarray, *,
         cs = ax.contourf(x, y, np.ma.masked_all(z.shape), levels=lv.values, cmap=cmap, norm=lv.norm)
     if colorbar:
         add_colorbar(ax, cs, label, log=lv.scale == "log")
-    _finish(ax, x, y, z, title, xlabel, ylabel, landmarks)
+    _finish(ax, x, y, z, title, xlabel, ylabel, landmarks, done)
     return cs
 
 
@@ -121,7 +124,8 @@ def heatmap(x: Sequence[float], y: Sequence[float], values: np.ndarray, *, log: 
             vmin: float | None = None, vmax: float | None = None, method: str = "auto",
             ax: Axes | None = None, cmap: str = "viridis", colorbar: bool = True, label: str = "",
             title: str | None = None, xlabel: str = r"$\alpha$", ylabel: str = r"$\beta$",
-            landmarks: Sequence[tuple[tuple[float, float], str]] = ()) -> QuadMesh:
+            landmarks: Sequence[tuple[tuple[float, float], str]] = (),
+            done: np.ndarray | None = None) -> QuadMesh:
     """One cell per grid point, centred on it (any grid spacing); returns the `QuadMesh`.
 
     The colour scale is continuous: logarithmic when ``log`` is set or the values span more than
@@ -143,5 +147,5 @@ def heatmap(x: Sequence[float], y: Sequence[float], values: np.ndarray, *, log: 
         extend = {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[
             (bool(finite.size and finite.min() < norm.vmin), bool(finite.size and finite.max() > norm.vmax))]
         add_colorbar(ax, mesh, label, extend=extend, log=isinstance(norm, mcolors.LogNorm))
-    _finish(ax, x, y, z, title, xlabel, ylabel, landmarks, clip=False)
+    _finish(ax, x, y, z, title, xlabel, ylabel, landmarks, done, clip=False)
     return mesh

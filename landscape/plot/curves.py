@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from ..errors import LandscapeError
-from .canvas import as_percent, axes_for, curve_arrays, new_figure, save_figure
+from .canvas import as_percent, axes_for, curve_arrays, new_figure, note_missing, save_figure
 from .labels import quantity_label
 
 LOSS_COLOR, ACC_COLOR = "C0", "C3"
@@ -31,12 +31,13 @@ def plot_curves(x: Sequence[float], *, train_loss: Sequence[float] | None = None
                 test_loss: Sequence[float] | None = None, train_acc: Sequence[float] | None = None,
                 test_acc: Sequence[float] | None = None, log: bool = False, vmax: float | None = None,
                 ax: Axes | None = None, title: str | None = None, xlabel: str = r"$\alpha$",
-                landmarks: Sequence[tuple[float, str]] = ()) -> CurveAxes:
+                landmarks: Sequence[tuple[float, str]] = (), done: Sequence[bool] | None = None) -> CurveAxes:
     """Loss (left axis, optionally log) and accuracy (right axis, percent) along one direction.
 
     Accuracy given as fractions is shown in percent. ``vmax`` caps the loss axis; ``landmarks``
     are ``(x, label)`` pairs marked with dotted vertical lines (e.g. the two checkpoints of an
-    interpolation).
+    interpolation). ``done`` (the surface's mask) tells points not computed yet from diverged ones
+    in the note drawn on a partial curve.
     """
     losses = {k: v for k, v in (("train", train_loss), ("test", test_loss)) if v is not None}
     accs = {k: v for k, v in (("train", train_acc), ("test", test_acc)) if v is not None}
@@ -86,7 +87,8 @@ def plot_curves(x: Sequence[float], *, train_loss: Sequence[float] | None = None
                    handlelength=1.8, columnspacing=1.0)
     if title:
         loss_ax.set_title(title, fontsize=9)
-    _note_gaps(loss_ax, [*losses.values(), *accs.values()])
+    first = next(iter(losses.values())) if losses else next(iter(accs.values()))
+    note_missing(acc_ax if acc_ax is not None else loss_ax, first, done)  # on the top axes, so lines pass under it
     return CurveAxes(loss_ax, acc_ax)
 
 
@@ -98,14 +100,6 @@ def _headroom(ax: Axes, log: bool, share: float = 0.12) -> None:
         ax.set_ylim(top=10 ** (hi + (hi - lo) * share / (1 - share)))
     else:
         ax.set_ylim(top=hi + (hi - lo) * share / (1 - share))
-
-
-def _note_gaps(ax: Axes, arrays: Sequence[Sequence[float]]) -> None:
-    a = np.asarray(arrays[0], dtype=np.float64)
-    n_nan = int(np.isnan(a).sum())
-    if n_nan:
-        text = "no points computed yet" if n_nan == a.size else f"{a.size - n_nan}/{a.size} points computed"
-        ax.text(0.01, 0.87, text, transform=ax.transAxes, ha="left", va="top", fontsize=7, color="0.35")
 
 
 def _items(curves: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
@@ -121,7 +115,8 @@ def _items(curves: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> list[tuple[
 def compare_curves(curves: Mapping[str, Any] | Sequence[tuple[str, Any]], out: str | os.PathLike | None = None, *,
                    keys: Sequence[str] = ("train_loss", "test_loss"), log: bool = False,
                    vmax: float | None = None, title: str | None = None, xlabel: str = r"$\alpha$",
-                   ylabel: str | None = None, ax: Axes | None = None, formats: Sequence[str] = ("png",), dpi: int = 150) -> Axes | list[Any]:
+                   ylabel: str | None = None, ax: Axes | None = None, formats: Sequence[str] = ("png",),
+                   dpi: int = 150) -> Axes | list[Any]:
     """Several 1D curves on one axis, one colour per curve (e.g. small- vs large-batch checkpoints).
 
     Each curve is ``(label, surface)`` for a 1D `Surface` (every one of ``keys`` it holds is drawn,
