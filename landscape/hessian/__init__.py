@@ -58,6 +58,7 @@ class EigenResult(_Result):
 
     values: np.ndarray
     errors: np.ndarray
+    residuals: np.ndarray  # ||H y - theta y|| of each Ritz pair: a rigorous bound on the error
     converged: bool
     n_hvps: int
     settings: dict
@@ -137,7 +138,7 @@ def eigenvalues(model: nn.Module, data: DataSpec, k: int = 1, which: str = "larg
                               return_vectors=return_vectors, progress=progress)
     settings = {"k": k, "which": which, "method": method, "tol": tol, "max_iter": max_iter, "seed": seed,
                 **op.settings}
-    return EigenResult(values=run.values, errors=run.errors, converged=run.converged, n_hvps=op.n_hvps - before,
+    return EigenResult(values=run.values, errors=run.errors, residuals=run.residuals, converged=run.converged, n_hvps=op.n_hvps - before,
                        settings=settings, seconds=time.perf_counter() - start, vectors=run.vectors)
 
 
