@@ -31,24 +31,22 @@ def json_dict(text: str) -> dict:
     return value
 
 
-def positive_int(text: str) -> int:
+def _positive(text: str, kind: type, noun: str) -> float:
     try:
-        v = int(text)
+        v = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+        raise argparse.ArgumentTypeError(f"expected a positive {noun}, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive {noun}, got {v}")
     return v
+
+
+def positive_int(text: str) -> int:
+    return _positive(text, int, "integer")
 
 
 def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
-    return v
+    return _positive(text, float, "number")
 
 
 def add_checkpoint_args(p: argparse.ArgumentParser, multi: bool = False) -> None:

@@ -14,6 +14,13 @@ from torch import nn
 from .registry import ShapeCheckedModel, register_model
 
 
+def projection_shortcut(c_in: int, c_out: int, stride: int, enabled: bool) -> nn.Sequential:
+    """Identity, or a 1x1 conv + BN where the shape changes (option B of He et al.)."""
+    if enabled and (stride != 1 or c_in != c_out):
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+    return nn.Sequential()
+
+
 class BasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int, shortcut: bool):
         super().__init__()
@@ -22,9 +29,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.use_shortcut = shortcut
-        self.shortcut = nn.Sequential()
-        if shortcut and (stride != 1 or c_in != c_out):
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        self.shortcut = projection_shortcut(c_in, c_out, stride, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import LandscapeError
 from ..ops.shift import Shift
 from .registry import register_model
-from .resnet import CifarResNet
+from .resnet import CifarResNet, projection_shortcut
 
 PUBLISHED_EXPANSIONS = (1, 3, 6, 9)
 
@@ -38,9 +38,7 @@ class ShiftBlock(nn.Module):
         self.conv2 = nn.Conv2d(mid, c_out, 1, stride, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.use_shortcut = shortcut
-        self.shortcut = nn.Sequential()
-        if shortcut and (stride != 1 or c_in != c_out):
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        self.shortcut = projection_shortcut(c_in, c_out, stride, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
