@@ -16,7 +16,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log", action="store_true", help="log-scale loss axes")
     p.add_argument("--vmax", type=float, default=None, help="clip loss above this value in 2D plots")
     p.add_argument("--trajectory", default=None, metavar="RUN_DIR",
-                   help="PCA directions from RUN_DIR's snapshots, and the projected path over the contour")
+                   help="PCA directions from RUN_DIR's snapshots, and the projected path over the contour "
+                        "(around RUN_DIR/model.pt, so --ckpt may be left out; without --x/--y the grid covers the path)")
+    for action in p._actions:  # --trajectory RUN_DIR names its own checkpoint
+        if action.dest == "ckpt":
+            action.required = False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,17 +28,50 @@ def run(args: argparse.Namespace) -> int:
     from ..workflow import run_surface_job
 
     if args.trajectory:
-        from ..trajectory import prepare_trajectory_job
+        return _run_trajectory(args)
+    if not args.ckpt:
+        from ..errors import LandscapeError
 
-        job = prepare_trajectory_job(surface_cmd.job_from_args(args), args.trajectory)
-    else:
-        job = surface_cmd.job_from_args(args)
+        raise LandscapeError("--ckpt is required (or --trajectory RUN_DIR, which plots around RUN_DIR/model.pt)")
+    job = surface_cmd.job_from_args(args)
     surface = run_surface_job(job)
     if rank_of(get_comm()) != 0:
         return 0
     from ..plot import render
 
     paths = render(surface, job.surface_path().parent, formats=tuple(args.format), log=args.log, vmax=args.vmax)
+    print(f"surface: {job.surface_path()}")
+    for path in paths:
+        print(f"figure:  {path}")
+    return 0
+
+
+def _run_trajectory(args: argparse.Namespace) -> int:
+    """PCA directions of the run, the surface around its final model, the standard views and the path."""
+    from pathlib import Path
+
+    from ..errors import LandscapeError
+    from ..parallel import get_comm, rank_of
+    from ..trajectory import draw_trajectory, prepare_trajectory_job
+    from ..workflow import run_surface_job
+
+    if (args.x is None) != (args.y is None):
+        raise LandscapeError("with --trajectory give both --x and --y, or neither (the grid then covers the path)")
+    run_dir = Path(args.trajectory)
+    args.ckpt = args.ckpt or str(run_dir / "model.pt")
+    if args.out is None:
+        args.out = str(Path("out") / f"{run_dir.resolve().name}_trajectory")
+    job = prepare_trajectory_job(surface_cmd.job_from_args(args), run_dir, auto_grid=args.x is None)
+    surface = run_surface_job(job)
+    if rank_of(get_comm()) != 0:
+        return 0
+    from ..plot import render
+
+    out_dir = job.surface_path().parent
+    paths = render(surface, out_dir, formats=tuple(args.format), log=args.log, vmax=args.vmax)
+    paths += draw_trajectory(surface, job.dir_file, out_dir / f"{job.surface_path().stem}_trajectory",
+                             log=args.log, vmax=args.vmax, formats=tuple(args.format))
+    print(f"directions: {job.dir_file}")
     print(f"surface: {job.surface_path()}")
     for path in paths:
         print(f"figure:  {path}")
