@@ -61,6 +61,9 @@ class WeightShifter:
         self.origin = [t.clone() for t in self.live]
         self.dirs = [[d[n].to(device=t.device, dtype=t.dtype) for n, t in zip(names, self.live)]
                      for d in directions]
+        # BN running variances extrapolated past a checkpoint (alpha > 1 between two models) can go
+        # negative, which no network can hold: clamp them at zero (BN adds its eps on top).
+        self.variances = [t for n, t in zip(names, self.live) if n.endswith("running_var")]
 
     @torch.no_grad()
     def set(self, coeffs: Sequence[float]) -> None:
@@ -70,6 +73,8 @@ class WeightShifter:
         for c, d in zip(coeffs, self.dirs):
             if c != 0.0:
                 torch._foreach_add_(self.live, d, alpha=float(c))
+        if self.variances:
+            torch._foreach_clamp_min_(self.variances, 0.0)
 
     @torch.no_grad()
     def restore(self) -> None:

@@ -100,3 +100,21 @@ def test_direction_file_round_trip_by_name(tmp_path, convnet):
 def test_bad_norm_is_clear(convnet):
     with pytest.raises(LandscapeError, match="unknown norm"):
         landscape.random_directions(convnet, norm="filterwise")
+
+
+def test_extrapolated_bn_variance_is_clamped_not_nan(small_digits):
+    """Past alpha = 1 a running variance heading down crosses zero; the loss must stay finite."""
+    train, _ = small_digits
+    torch.manual_seed(1)
+    a = landscape.build_model("convnet", channels=(4, 8, 8))
+    b = landscape.build_model("convnet", channels=(4, 8, 8))
+    with torch.no_grad():
+        for mod in a.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_var.fill_(1.0)
+        for mod in b.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_var.fill_(0.2)
+    d = landscape.interpolation_direction(a, b, kind="states")
+    s = landscape.compute_surface(a, [d], train, [1.0, 1.5], kind="states", progress=False)
+    assert np.all(np.isfinite(s["train_loss"]))  # at 1.5 the raw variance would be 1 - 1.5 * 0.8 = -0.2
