@@ -7,7 +7,7 @@ step resumes: a rerun reuses trained checkpoints and finished surface points.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -36,10 +36,14 @@ def _train(run: DemoRun, out: Path, seed: int, progress: bool) -> Path:
     from .train import init_model, train
 
     path = out / run.name / "model.pt"
+    wanted = {"batch_size": run.batch_size, "lr": run.lr, "budget_epochs": run.epochs,
+              "weight_decay": run.weight_decay, "seed": seed, "dataset": "digits"}
     if path.exists():
         meta = load_checkpoint(path).meta
-        if all(meta.get(k) == v for k, v in asdict(run).items() if k != "name") and meta.get("seed") == seed:
+        if all(meta.get(k) == v for k, v in wanted.items()):
             return path
+    for stale in path.parent.glob("*.h5*"):  # surfaces of an older checkpoint would be refused
+        stale.unlink()
     train_data, test_data = get_dataset("digits", "train"), get_dataset("digits", "test")
     model = init_model("convnet", train_data, seed=seed)
     train(model, train_data, test_data, batch_size=run.batch_size, lr=run.lr, epochs=run.epochs,
