@@ -18,6 +18,7 @@ from scipy.linalg import eigh_tridiagonal
 
 from ..errors import LandscapeError
 from .lanczos import Matvec
+from .rng import generator
 
 DEFAULT_RELATIVE_SIGMA = float(np.sqrt(1e-5))
 
@@ -61,7 +62,7 @@ def slq(matvec: Matvec, n: int, n_iter: int, n_runs: int, seed: int = 0, device:
     """Gauss quadrature nodes and weights from ``n_runs`` Gaussian start vectors (or ``probes``)."""
     if n_iter < 1 or n_runs < 1:
         raise LandscapeError(f"n_iter and n_runs must be at least 1, got {n_iter} and {n_runs}")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = generator(seed, "slq")
     dev = torch.device(device)
     m = min(n_iter, n)
     nodes = np.full((n_runs, m), np.nan)

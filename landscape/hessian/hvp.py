@@ -167,14 +167,6 @@ class HessianOperator(LinearOperator):
             grad += self.weight_decay * w
         return total, grad
 
-    def random_vector(self, generator: torch.Generator, kind: str = "gaussian") -> torch.Tensor:
-        """A probe drawn on the CPU from ``generator`` (same numbers on every device), then moved."""
-        if kind == "rademacher":
-            v = torch.randint(0, 2, (self.num_params,), generator=generator, dtype=torch.float64) * 2 - 1
-        else:
-            v = torch.randn(self.num_params, generator=generator, dtype=torch.float64)
-        return v.to(self.device)
-
     # ---------------------------------------------------------------- scipy LinearOperator
     def _matvec(self, x: np.ndarray) -> np.ndarray:
         v = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).reshape(-1))

@@ -20,6 +20,7 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 
 from ..errors import LandscapeError
+from .rng import generator
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 WHICH = ("largest", "smallest", "both")
@@ -84,7 +85,7 @@ def lanczos(matvec: Matvec, n: int, k: int = 1, which: str = "largest", tol: flo
     need = 2 * k if which == "both" else k
     if m < min(need, n):
         raise LandscapeError(f"max_iter={m} cannot produce {need} eigenvalues; raise max_iter")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = generator(seed, "lanczos")
     dev = torch.device(device)
     q = (v0.detach().to(torch.float64).clone() if v0 is not None
          else torch.randn(n, generator=gen, dtype=torch.float64)).to(dev)

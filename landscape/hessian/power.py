@@ -15,6 +15,7 @@ import torch
 
 from ..errors import LandscapeError
 from .lanczos import LanczosRun, Matvec
+from .rng import generator
 
 
 def _deflate(v: torch.Tensor, found: list[torch.Tensor]) -> torch.Tensor:
@@ -60,7 +61,7 @@ def power_iteration(matvec: Matvec, n: int, k: int = 1, which: str = "largest", 
     if not 1 <= k <= n:
         raise LandscapeError(f"k must be between 1 and the number of parameters ({n}), got {k}")
     dev = torch.device(device)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = generator(seed, "power")
     from tqdm.auto import tqdm
     bar = tqdm(total=None, desc=f"power ({which})", unit="hvp", disable=not progress, leave=False, dynamic_ncols=True)
     found: list[torch.Tensor] = []

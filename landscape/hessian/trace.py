@@ -16,6 +16,7 @@ import torch
 
 from ..errors import LandscapeError
 from .lanczos import Matvec
+from .rng import generator
 
 
 @dataclass
@@ -39,7 +40,7 @@ def hutchinson(matvec: Matvec, n: int, n_probes: int, seed: int = 0, device: str
     """Mean of ``z^T H z`` over Rademacher probes ``z``; standard error from their spread."""
     if n_probes < 1:
         raise LandscapeError(f"n_probes must be at least 1, got {n_probes}")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = generator(seed, "trace")
     dev = torch.device(device)
     samples = np.empty(n_probes)
     for i in range(n_probes):
@@ -60,7 +61,7 @@ def hutch_plus_plus(matvec: Matvec, n: int, n_matvecs: int, seed: int = 0, devic
     """
     if n_matvecs < 3:
         raise LandscapeError(f"Hutch++ needs a budget of at least 3 products, got {n_matvecs}")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = generator(seed, "trace")
     dev = torch.device(device)
     s = n_matvecs // 3
     g = n_matvecs - 2 * s

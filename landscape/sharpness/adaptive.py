@@ -21,6 +21,7 @@ from torch import nn
 from ..data import DataSpec
 from ..errors import LandscapeError
 from ..hessian.hvp import ParamSpec
+from ..hessian.rng import generator
 from ..losses import LossSpec
 from .objective import Batches, LossObjective
 from .results import SharpnessResult
@@ -107,7 +108,7 @@ def adaptive(model: nn.Module, data: DataSpec, rho: float = 0.05, p: float | int
     groups = obj.batch_groups(m)
     sizes = np.array([sum(len(xb) for xb, _ in g) for g in groups], dtype=np.float64)
     weights = sizes / sizes.sum()
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = generator(seed, "adaptive-sharpness")
     from tqdm.auto import tqdm
 
     with obj:

@@ -20,6 +20,7 @@ from torch import nn
 from ..data import DataSpec
 from ..errors import LandscapeError
 from ..hessian.hvp import ParamSpec
+from ..hessian.rng import generator
 from ..losses import LossSpec
 from .objective import LossObjective
 from .results import SharpnessResult
@@ -35,7 +36,7 @@ class KeskarResult(SharpnessResult):
 
 def random_subspace(n: int, p: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """``n x p`` matrix with standard Gaussian entries (drawn on the CPU, reproducible by seed)."""
-    g = torch.Generator().manual_seed(int(seed))
+    g = generator(seed, "keskar-subspace")
     return torch.randn(n, p, generator=g, dtype=dtype)
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from ..data import DataSpec
 from ..errors import LandscapeError
 from ..hessian.hvp import ParamSpec
+from ..hessian.rng import generator
 from ..losses import LossSpec
 from .objective import LossObjective
 from .results import SharpnessResult
@@ -35,6 +36,10 @@ class PacBayesResult(SharpnessResult):
     deviation: float = math.nan
     bracket: list = field(default_factory=list)
     n_bisect: int = 0
+
+    @property
+    def sigma(self) -> float:
+        return float(self.value)
 
 
 def pac_bayes_sigma(model: nn.Module, data: DataSpec, target: float = 0.1, metric: str = "error",
@@ -62,7 +67,7 @@ def pac_bayes_sigma(model: nn.Module, data: DataSpec, target: float = 0.1, metri
     obj = LossObjective(model, data, loss, batch_size, params, device)
     measure = obj.error if metric == "error" else obj.loss
     w = obj.origin_flat().to(obj.device)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = generator(seed, "pac-bayes")
     draws = [torch.randn(len(w), generator=gen, dtype=torch.float64).to(obj.device) for _ in range(n_samples)]
     evaluated: dict[float, float] = {}
 

@@ -1,0 +1,130 @@
+"""``landscape hessian``: top/bottom eigenvalues, trace and spectral density of a checkpoint's Hessian."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import add_checkpoint_args, add_data_args, positive_int
+
+HELP = "Hessian eigenvalues (Lanczos/power), trace (Hutchinson/Hutch++) and spectral density (SLQ) as JSON"
+DESCRIPTION = ("Measure the Hessian of the dataset loss at a checkpoint, matrix-free (Hessian-vector products "
+               "over the whole split, eval mode). Writes OUT/hessian.json and, with --density, OUT/density.png.")
+
+
+def add_measure_data_args(p: argparse.ArgumentParser) -> None:
+    """Checkpoint, data and output options shared with ``landscape sharpness``."""
+    add_checkpoint_args(p)
+    add_data_args(p)
+    p.add_argument("--split", default="train", choices=["train", "test"], help="which split to measure on")
+    p.add_argument("--samples", type=positive_int, default=None, help="use a fixed random subset of N samples")
+    p.add_argument("--subset-seed", type=int, default=0, help="seed of the --samples subset")
+    p.add_argument("--params", nargs="+", default=None,
+                   help="restrict to these parameters or module prefixes (one layer or block), e.g. classifier")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random probes / start vectors")
+    p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
+    return v
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_measure_data_args(p)
+    p.add_argument("--k", type=positive_int, default=5, help="number of eigenvalues")
+    p.add_argument("--which", default="largest", choices=["largest", "smallest", "both"],
+                   help="largest, smallest (most negative), or k of each")
+    p.add_argument("--method", default="lanczos", choices=["lanczos", "power"])
+    p.add_argument("--tol", type=float, default=1e-6, help="relative accuracy asked of each eigenvalue")
+    p.add_argument("--max-iter", type=positive_int, default=None,
+                   help="most Hessian-vector products (Lanczos: total; power: per eigenvalue)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.0,
+                   help="add wd/2 ||w||^2 to the loss (wd to every eigenvalue, wd*P to the trace)")
+    p.add_argument("--trace", action="store_true", help="also estimate the trace")
+    p.add_argument("--trace-method", default="hutchinson", choices=["hutchinson", "hutch++"])
+    p.add_argument("--probes", type=positive_int, default=100, help="Hessian-vector products for the trace")
+    p.add_argument("--density", action="store_true", help="also estimate the spectral density (SLQ) and draw it")
+    p.add_argument("--density-iter", type=positive_int, default=80, help="Lanczos steps per SLQ run")
+    p.add_argument("--density-runs", type=positive_int, default=10, help="SLQ runs (random start vectors)")
+    p.add_argument("--no-eigenvalues", action="store_true", help="skip the eigenvalues (trace/density only)")
+
+
+def load_measure_inputs(args: argparse.Namespace):
+    """(checkpoint, (inputs, targets), description of the data) from the shared options."""
+    import torch
+
+    from ..checkpoint import load_checkpoint
+    from ..data import get_dataset, subset_indices
+    from ..errors import LandscapeError
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    ckpt = load_checkpoint(args.ckpt, model=args.model, model_args=args.model_args, map_location=device)
+    name = args.dataset or ckpt.meta.get("dataset")
+    if not name:
+        raise LandscapeError(f"{args.ckpt} does not record its dataset: pass --dataset NAME")
+    data = get_dataset(name, args.split, args.data_root)
+    x, y = data.inputs, data.targets
+    idx = subset_indices(len(x), args.samples, args.subset_seed)
+    if idx is not None:
+        x, y = x[idx], y[idx]
+    info = {"checkpoint": str(args.ckpt), "checkpoint_sha256": ckpt.sha256, "dataset": name, "split": args.split,
+            "samples": len(x), "subset_seed": args.subset_seed if idx is not None else None, "device": device}
+    return ckpt, (x, y), info
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    return Path(args.out) if args.out else Path("out") / Path(args.ckpt).stem
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import hessian
+    from ..errors import LandscapeError
+    from ..jsonfile import write_json_atomic
+
+    if args.no_eigenvalues and not (args.trace or args.density):
+        raise LandscapeError("--no-eigenvalues leaves nothing to measure: add --trace and/or --density")
+    ckpt, data, info = load_measure_inputs(args)
+    progress = not args.no_progress
+    op = hessian.HessianOperator(ckpt.model, data, args.loss, args.batch_size, args.params, args.weight_decay,
+                                 info["device"])
+    out_dir = output_dir(args)
+    record: dict = {**info, "operator": op.settings}
+    lines = [f"{args.ckpt}: Hessian over {op.num_params:,} parameters, {op.num_samples:,} {args.split} samples"
+             + (f", weight decay {args.weight_decay:g} included" if args.weight_decay else "")]
+
+    if not args.no_eigenvalues:
+        ends = ["largest", "smallest"] if args.which == "both" else [args.which]
+        for which in ends:
+            res = hessian.eigenvalues(ckpt.model, op, k=args.k, which=which, method=args.method, tol=args.tol,
+                                      max_iter=args.max_iter, seed=args.seed, progress=progress)
+            record[f"{which}_eigenvalues"] = res.to_dict()
+            flag = "" if res.converged else "  (NOT converged: raise --max-iter or loosen --tol)"
+            lines.append(f"{which} {args.k} ({args.method}, {res.n_hvps} HVPs): "
+                         + ", ".join(f"{v:.6g}" for v in res.values) + flag)
+    if args.trace:
+        res = hessian.trace(ckpt.model, op, n_probes=args.probes, method=args.trace_method, seed=args.seed,
+                            progress=progress)
+        record["trace"] = res.to_dict()
+        lines.append(f"trace ({args.trace_method}, {res.n_hvps} HVPs): {res.value:.6g} +- {res.stderr:.2g} (s.e.)")
+    if args.density:
+        res = hessian.density(ckpt.model, op, n_iter=args.density_iter, n_runs=args.density_runs, seed=args.seed,
+                              progress=progress)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        png = out_dir / "density.png"
+        res.save_png(png, title=f"{Path(args.ckpt).name}: Hessian spectral density (SLQ, {args.density_runs} runs "
+                                f"x {args.density_iter} steps)")
+        record["density"] = {**res.to_dict(), "png": str(png)}
+        m1, m2 = res.moments(2)
+        lines.append(f"density (SLQ, {res.n_hvps} HVPs): nodes in [{res.nodes.min():.4g}, {res.nodes.max():.4g}], "
+                     f"tr/P ~ {m1:.4g}, ||H||_F^2/P ~ {m2:.4g}; figure {png}")
+    record["n_hvps_total"] = op.n_hvps
+    path = write_json_atomic(out_dir / "hessian.json", record)
+    print("\n".join(lines))
+    print(f"wrote {path}")
+    return 0
