@@ -13,6 +13,6 @@ def test_bench_surface_reports_ratios(tmp_path):
     for key in ("points_per_s", "samples_per_s", "overhead_ratio", "fraction_of_peak", "rtol_work_ratio",
                 "batch_size", "cpu", "cores"):
         assert key in result, key
-    assert result["samples_per_s"] == result["points_per_s"] * result["samples"]
+    assert abs(result["samples_per_s"] - result["points_per_s"] * result["samples"]) <= 1e-9 * result["samples_per_s"]
     assert result["per_point_s"] >= 0 and result["overhead_ratio"] > 0
     assert result["rtol_within_3se"] == 1.0  # every adaptive point within 3 SE of the full-data value
