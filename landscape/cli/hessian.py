@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                               progress=progress)
         out_dir.mkdir(parents=True, exist_ok=True)
         png = out_dir / "density.png"
-        res.save_png(png, title=f"{Path(args.ckpt).name}: Hessian spectral density (SLQ, {args.density_runs} runs "
+        res.save_png(png, title=f"{'/'.join(Path(args.ckpt).parts[-2:])}: Hessian spectral density (SLQ, {args.density_runs} runs "
                                 f"x {args.density_iter} steps)")
         record["density"] = {**res.to_dict(), "png": str(png)}
         m1, m2 = res.moments(2)

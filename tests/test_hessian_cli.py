@@ -1,0 +1,74 @@
+"""``landscape hessian``: JSON and PNG output, agreement with the library, one-line errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from landscape import build_model, get_dataset, save_checkpoint
+from landscape.cli import main
+from landscape.data import subset_indices
+from landscape.hessian import eigenvalues, trace
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("convnet", input_shape=(1, 8, 8), num_classes=10, channels=[3, 6, 6], pool=1)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, model, {"dataset": "digits"})
+    return path, model
+
+
+def subset(n=120):
+    d = get_dataset("digits", "train")
+    idx = subset_indices(len(d), n, 0)
+    return d.inputs[idx], d.targets[idx]
+
+
+def test_hessian_json_png_and_agreement_with_the_library(ckpt, tmp_path, capsys):
+    path, model = ckpt
+    out = tmp_path / "out"
+    rc = main(["hessian", "--ckpt", str(path), "--k", "2", "--which", "both", "--tol", "1e-4", "--trace", "--probes", "8",
+               "--density", "--density-iter", "10", "--density-runs", "2", "--samples", "120", "--out", str(out),
+               "--no-progress"])
+    assert rc == 0
+    rec = json.loads((out / "hessian.json").read_text())
+    data = subset(120)
+    model.eval()
+    top = eigenvalues(model, data, k=2, tol=1e-4)
+    bottom = eigenvalues(model, data, k=2, which="smallest", tol=1e-4)
+    assert np.allclose(rec["largest_eigenvalues"]["values"], top.values, rtol=1e-9)
+    assert np.allclose(rec["smallest_eigenvalues"]["values"], bottom.values, rtol=1e-9)
+    assert rec["trace"]["value"] == pytest.approx(trace(model, data, n_probes=8).value, rel=1e-5)
+    assert rec["samples"] == 120 and rec["dataset"] == "digits" and rec["operator"]["weight_decay_included"] is False
+    assert len(rec["density"]["nodes"]) == 2 and rec["n_hvps_total"] > 20
+    png = out / "density.png"
+    assert rec["density"]["png"] == str(png) and png.read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert "largest 2" in printed and "trace" in printed and "hessian.json" in printed
+
+
+def test_weight_decay_and_layer_subset_options(ckpt, tmp_path):
+    path, model = ckpt
+    out = tmp_path / "wd"
+    assert main(["hessian", "--ckpt", str(path), "--k", "1", "--weight-decay", "0.01", "--params", "classifier",
+                 "--samples", "120", "--out", str(out), "--no-progress"]) == 0
+    rec = json.loads((out / "hessian.json").read_text())
+    plain = eigenvalues(model, subset(120), k=1, params="classifier")
+    assert rec["largest_eigenvalues"]["values"][0] == pytest.approx(plain.values[0] + 0.01, rel=1e-5)
+    assert rec["operator"]["params"] == "classifier" and rec["operator"]["num_params"] == 70
+
+
+def test_user_errors_are_one_line(ckpt, tmp_path, capsys):
+    path, model = ckpt
+    assert main(["hessian", "--ckpt", str(path), "--params", "nope", "--samples", "50", "--out", str(tmp_path),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("landscape hessian: error:") and "nope" in err and len(err.splitlines()) == 1
+    bare = tmp_path / "bare.pt"
+    save_checkpoint(bare, model, {})  # no dataset recorded
+    assert main(["hessian", "--ckpt", str(bare), "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "--dataset" in capsys.readouterr().err
