@@ -281,6 +281,18 @@ def trajectory_grid(coords: np.ndarray, points: int = 51, margin: float = 0.2,
     return np.linspace(lo[0], hi[0], points), np.linspace(lo[1], hi[1], points)
 
 
+def _write_or_reuse(dir_path: Path, run_dir: Path, final: Path, kind: str, ignore: str) -> None:
+    """Compute and save the PCA unless ``dir_path`` already holds it for these very snapshot files."""
+    files = snapshot_files(run_dir)
+    source = _source_fingerprint(final, [p for _, p in files], kind, ignore)
+    try:
+        fresh = dir_path.exists() and load_trajectory(dir_path).source == source
+    except LandscapeError:
+        fresh = False
+    if not fresh:
+        save_trajectory(dir_path, trajectory_pca(run_dir, kind=kind, ignore=ignore))
+
+
 def prepare_trajectory_job(job: Any, run_dir: str | os.PathLike, *, auto_grid: bool | None = None,
                            margin: float = 0.2) -> Any:
     """The `SurfaceJob` for a trajectory plot: PCA directions of ``run_dir`` around its final model.
@@ -307,25 +319,20 @@ def prepare_trajectory_job(job: Any, run_dir: str | os.PathLike, *, auto_grid: b
         raise LandscapeError("--trajectory makes its own direction file; drop --dir-file")
     kind = job.kind or "weights"
     dir_path = Path(job.out) / DIRECTION_FILE
-    files = snapshot_files(run_dir)
-    source = _source_fingerprint(final, [p for _, p in files], kind, job.ignore)
-    trajectory = None
-    if dir_path.exists():
-        try:
-            old = load_trajectory(dir_path)
-            trajectory = old if old.source == source else None
-        except LandscapeError:
-            trajectory = None
-    if trajectory is None:
-        from .parallel import get_comm, rank_of
+    from .parallel import get_comm, rank_of
 
-        comm = get_comm()
-        if rank_of(comm) == 0:
-            trajectory = trajectory_pca(run_dir, kind=kind, ignore=job.ignore)
-            save_trajectory(dir_path, trajectory)
-        if comm is not None:  # every rank reads the one file rank 0 wrote
-            comm.Barrier()
-            trajectory = load_trajectory(dir_path)
+    comm = get_comm()
+    error = None
+    if rank_of(comm) == 0:  # one process decides and writes; under MPI the others wait, then read the file
+        try:
+            _write_or_reuse(dir_path, run_dir, final, kind, job.ignore)
+        except LandscapeError as e:
+            error = str(e)
+    if comm is not None:
+        error = comm.bcast(error, root=0)  # every rank raises the same one-line error, none waits forever
+    if error:
+        raise LandscapeError(error)
+    trajectory = load_trajectory(dir_path)
     if auto_grid is None:
         auto_grid = job.y is None
     x, y = job.x, job.y

@@ -63,8 +63,9 @@ def make(ctx) -> FigureResult:
         numbers[f"wd{wd:g}"] = entry
         sharper = entry["rise_past_large"] > entry["rise_past_small"]
         findings.append(
-            f"wd={wd:g}: train loss rises by {entry['rise_past_large']:.3g} going {STEP_OUT:g} past the large-batch end "
-            f"and by {entry['rise_past_small']:.3g} going {STEP_OUT:g} past the small-batch end "
+            f"wd={wd:g}: going {STEP_OUT:g} past the large-batch end the train loss changes by "
+            f"{entry['rise_past_large']:+.3g}, going {STEP_OUT:g} past the small-batch end by "
+            f"{entry['rise_past_small']:+.3g} "
             f"({'large-batch end sharper, as Keskar et al. report' if sharper else 'large-batch end not sharper'}); "
             f"barrier between them {entry['barrier']:.3g}")
     fig.suptitle(f"{s.model} on {s.dataset}: the line from the small-batch to the large-batch solution "

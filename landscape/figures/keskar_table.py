@@ -132,6 +132,7 @@ def _draw(ctx, settings, groups, head, table) -> list:
     tab = tax.table(cellText=table, colLabels=wrapped, loc="center", cellLoc="center")
     tab.auto_set_font_size(False)
     tab.set_fontsize(8)
+    tab.auto_set_column_width(list(range(len(head))))  # long "mean ± sd" cells fit their column
     tab.scale(1.0, 1.9)
     for (r, _c), cell in tab.get_celld().items():
         cell.set_edgecolor("0.75")
