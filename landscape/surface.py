@@ -385,7 +385,7 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
 
     bar = _progress(len(todo), progress and writer, desc=f"{n_dirs}D surface")
     try:
-        if writer and not todo and out is not None and progress:
+        if writer and not todo and out is not None:  # said even without progress bars
             print(f"{out}: all {store.done.size} points already computed; nothing to do")
         run_points(point, todo, store.record if writer else None, comm, on_point=lambda: bar.update(1))
     finally:

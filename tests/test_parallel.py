@@ -84,7 +84,7 @@ def test_rerun_of_finished_surface_does_nothing(tmp_path, trained_ckpt):
 
 def test_mismatched_surface_file_refused(tmp_path, trained_ckpt):
     _surface(tmp_path / "s", trained_ckpt)
-    r = run_cli("surface", "--ckpt", str(trained_ckpt), *GRID[:-4], "--samples", "200", "--no-progress",
+    r = run_cli("surface", "--ckpt", str(trained_ckpt), *GRID[:4], "--samples", "200", "--no-progress",
                 "--out", str(tmp_path / "s"))
     assert r.returncode != 0
     assert "samples" in r.stderr and "Traceback" not in r.stderr
