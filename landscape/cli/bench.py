@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--grid", type=positive_int, default=21, help="grid side: GRID x GRID points")
     p.add_argument("--samples", type=positive_int, default=None, help="samples per point (default: all)")
-    p.add_argument("--rtol", type=float, default=0.02, help="rtol used for the adaptive-precision comparison")
+    p.add_argument("--rtol", type=float, default=0.02, help="rtol of the adaptive-precision comparison (0 skips it)")
     p.add_argument("--k", type=positive_int, default=5, help="eigenvalues for --hessian")
     p.add_argument("--shape", default="128,96,32,32", help="N,C,H,W tensor for --op shift")
     p.add_argument("--dtype", default="float32", help="dtype for --op shift")
