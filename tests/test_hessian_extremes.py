@@ -7,7 +7,7 @@ from scipy.sparse.linalg import eigsh
 
 from hessian_cases import HVP_BATCH, case
 from landscape import compute_surface
-from landscape.hessian import HessianOperator, convexity_ratio, eigen_extremes
+from landscape.hessian import HessianOperator, eigen_extremes
 from landscape.params import WeightShifter
 
 
@@ -39,10 +39,15 @@ def test_surface_stores_min_and_max_eig_point_by_point():
             assert abs(surf.arrays["max_eig"][i] - top) <= 1e-6 * abs(top)
             assert abs(surf.arrays["min_eig"][i] - bottom) <= 1e-6 * abs(bottom)
     assert np.ptp(surf.arrays["max_eig"]) > 1e-3  # the points really differ
-    ratio = convexity_ratio(surf)
-    assert np.allclose(ratio, np.abs(surf.arrays["min_eig"] / surf.arrays["max_eig"]))
 
 
-def test_convexity_ratio_of_arrays():
-    r = convexity_ratio(np.array([[-1.0, 0.0], [-2.0, np.nan]]), np.array([[4.0, 2.0], [1.0, 1.0]]))
-    assert np.allclose(r[0], [0.25, 0.0]) and r[1, 0] == 2.0 and np.isnan(r[1, 1])
+def test_two_dimensional_map_has_the_surface_layout():
+    model, data, _, ev = case("mlp")
+    g = torch.Generator().manual_seed(1)
+    dx, dy = ({n: torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.05 for n, p in model.named_parameters()}
+              for _ in range(2))
+    f = eigen_extremes(data, batch_size=HVP_BATCH, tol=1e-8, max_iter=400)
+    surf = compute_surface(model, [dx, dy], data, [-1.0, 0.0, 1.0], [0.0, 1.0], extra=[f], progress=False)
+    assert surf.arrays["max_eig"].shape == (2, 3)  # (len(y), len(x))
+    assert abs(surf.arrays["max_eig"][0, 1] - ev[-1]) <= 1e-6 * abs(ev[-1])  # y=0, x=0 is the model itself
+    assert abs(surf.arrays["min_eig"][0, 1] - ev[0]) <= 1e-6 * abs(ev[0])

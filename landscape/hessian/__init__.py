@@ -4,7 +4,9 @@
 params=..., weight_decay=...)`` as the rest of the package and return small dataclasses that
 carry the number, the settings that produced it, and how many Hessian-vector products it cost.
 ``weight_decay`` adds ``wd * I`` to the Hessian (``wd * P`` to the trace); results say whether it
-is in. Everything runs matrix-free through `HessianOperator` (see `landscape.hessian.hvp`).
+is in. Everything runs matrix-free through `HessianOperator` (see `landscape.hessian.hvp`); pass
+one built earlier as ``data`` to reuse its batches for several measurements (its own loss,
+parameter subset and weight decay then apply).
 """
 from __future__ import annotations
 
@@ -20,14 +22,14 @@ from ..data import DataSpec
 from ..errors import LandscapeError
 from ..losses import LossSpec
 from .density import Quadrature, plot_density, slq, smooth_density
-from .extremes import EigenExtremes, convexity_ratio, eigen_extremes
+from .extremes import EigenExtremes, eigen_extremes
 from .hvp import HessianOperator, ParamSpec, dense_hessian, select_parameters
 from .lanczos import lanczos
 from .power import power_iteration
 from .trace import hutch_plus_plus, hutchinson
 
 __all__ = ["eigenvalues", "trace", "density", "EigenResult", "TraceResult", "DensityResult", "HessianOperator",
-           "eigen_extremes", "EigenExtremes", "convexity_ratio", "lanczos", "power_iteration", "hutchinson",
+           "eigen_extremes", "EigenExtremes", "lanczos", "power_iteration", "hutchinson",
            "hutch_plus_plus", "slq", "smooth_density", "plot_density", "dense_hessian", "select_parameters"]
 
 METHODS = ("lanczos", "power")

@@ -5,13 +5,10 @@ model's *current* weights, so `landscape.compute_surface(..., extra=[f])` stores
 the surface file while it shifts the weights from point to point. One Lanczos run gives both ends
 of the spectrum (Ritz values converge at both extremes), where Li et al. ran ARPACK twice. The
 data is sliced onto the device once, not per point. ``|min_eig / max_eig|`` near zero means
-locally convex; `convexity_ratio` computes it from the stored arrays.
+locally convex; `landscape.plot.convexity` computes and draws it from the stored arrays.
 """
 from __future__ import annotations
 
-from typing import Mapping
-
-import numpy as np
 import torch
 from torch import nn
 
@@ -70,13 +67,3 @@ def eigen_extremes(data: DataSpec, loss: LossSpec = "crossentropy", batch_size: 
     true smallest eigenvalue, as Ritz values always lie inside the spectrum).
     """
     return EigenExtremes(data, loss, batch_size, params, weight_decay, tol, max_iter, seed, device)
-
-
-def convexity_ratio(min_eig: np.ndarray | Mapping, max_eig: np.ndarray | None = None) -> np.ndarray:
-    """``|min_eig / max_eig|`` elementwise (from two arrays, or a surface holding both)."""
-    if max_eig is None:
-        arrays = getattr(min_eig, "arrays", min_eig)
-        min_eig, max_eig = arrays["min_eig"], arrays["max_eig"]
-    min_eig, max_eig = np.asarray(min_eig, dtype=np.float64), np.asarray(max_eig, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.abs(min_eig / max_eig)

@@ -111,9 +111,9 @@ class HessianOperator(LinearOperator):
 
     # ---------------------------------------------------------------- flat <-> per-parameter
     def split(self, v: torch.Tensor) -> list[torch.Tensor]:
-        """A flat vector as per-parameter tensors in the parameters' dtype."""
-        chunks = torch.split(v.to(device=self.device, dtype=self.param_dtype), self.sizes)
-        return [c.view_as(p) for c, p in zip(chunks, self.params)]
+        """A flat vector as per-parameter tensors, each in its parameter's dtype."""
+        chunks = torch.split(v.to(self.device), self.sizes)
+        return [c.view_as(p).to(p.dtype) for c, p in zip(chunks, self.params)]
 
     def flatten(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.cat([t.reshape(-1).to(torch.float64) for t in tensors])

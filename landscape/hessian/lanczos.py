@@ -93,7 +93,9 @@ def lanczos(matvec: Matvec, n: int, k: int = 1, which: str = "largest", tol: flo
     if not norm > 0:
         raise LandscapeError("the Lanczos start vector is zero")
     q /= norm
-    Q = torch.zeros(m, n, dtype=torch.float64, device=dev)
+    # The basis grows in chunks: most runs stop after tens of steps, and m rows of a large model's
+    # parameter count would be gigabytes reserved for nothing.
+    Q = torch.zeros(min(m, 32), n, dtype=torch.float64, device=dev)
     alpha = np.zeros(m)
     beta = np.zeros(m)
     scale = 0.0  # running estimate of ||H|| for the breakdown test
@@ -103,6 +105,8 @@ def lanczos(matvec: Matvec, n: int, k: int = 1, which: str = "largest", tol: flo
     bar = tqdm(total=m, desc=desc, unit="hvp", disable=not progress, leave=False, dynamic_ncols=True)
     try:
         for j in range(m):
+            if j == Q.shape[0]:
+                Q = torch.cat([Q, torch.zeros(min(Q.shape[0], m - j), n, dtype=torch.float64, device=dev)])
             Q[j] = q
             w = matvec(q).to(device=dev, dtype=torch.float64)
             alpha[j] = float(q @ w)

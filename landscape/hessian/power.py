@@ -6,7 +6,7 @@ finds the eigenvalue of largest *magnitude*, which on a non-convex loss may be a
 when a negative value comes out while the largest are wanted (or for the smallest), the operator
 is shifted to ``B = H - sigma I`` with ``sigma`` chosen so the wanted end dominates. The stop is
 the residual ``||H v - theta v|| <= tol * |theta|`` (a rigorous error bound for symmetric ``H``),
-not the change of ``theta`` between iterations, which stalls early on close eigenvalues.
+not the change of ``theta`` between iterations, which stops early (and off) on close eigenvalues.
 """
 from __future__ import annotations
 
