@@ -300,7 +300,7 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
                     out: str | os.PathLike | None = None, *, test_data: DataSpec | None = None,
                     loss: LossSpec = "crossentropy", batch_size: int | None = None,
                     device: str | torch.device | None = None, kind: str = "weights", samples: int | None = None,
-                    subset_seed: int = 0, rtol: float | None = None, min_samples: int = 256,
+                    subset_seed: int = 0, rtol: float | None = None, min_samples: int = 512,
                     precision: str = "fp32", extra: Sequence[PointFn] = (), progress: bool = True,
                     attrs: Mapping[str, Any] | None = None, comm: Any = "auto",
                     flush_seconds: float = 5.0) -> Surface:
@@ -367,6 +367,9 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     if comm is not None:
         todo = comm.bcast(todo, root=0)
 
+    if rtol:
+        for ev in evaluators.values():  # per-sample losses at the centre: the control variate
+            ev.set_control()
     shifter = WeightShifter(model, directions, kind)
     grid = Surface(x, y, {}, np.zeros(0, bool))
 

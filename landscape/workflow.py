@@ -44,7 +44,7 @@ class SurfaceJob:
     batch_size: int | None = None
     device: str | None = None
     rtol: float | None = None
-    min_samples: int = 256
+    min_samples: int = 512
     precision: str = "fp32"
     threads: int | None = None
     out: str = "out"

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate every point on the same random subset of N samples per split")
     p.add_argument("--rtol", type=positive_float, default=None,
                    help="stop each point once the loss's standard error is below RTOL x loss")
-    p.add_argument("--min-samples", type=positive_int, default=256, help="samples before --rtol may stop")
+    p.add_argument("--min-samples", type=positive_int, default=512, help="samples before --rtol may stop")
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads per process (default: 1 per rank under mpirun, torch's default otherwise)")
