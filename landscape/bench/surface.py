@@ -16,7 +16,7 @@ import torch
 
 from ..data import get_dataset
 from ..directions import random_directions
-from ..evaluation import measure_batch_size, time_forward
+from ..evaluation import measure_batch_size
 from ..models import build_model
 from ..parallel import configure_threads, get_comm, rank_of
 from ..surface import compute_surface
@@ -50,6 +50,18 @@ def forward_flops(model, inputs: torch.Tensor) -> float:
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(inputs)
     return float(counter.get_total_flops())
+
+
+def _eager_grid_time(model, inputs: torch.Tensor, batch_size: int, n_points: int) -> float:
+    """Wall time of ``n_points`` bare ``model(x)`` passes over ``inputs``: the floor of a surface."""
+    batches = list(torch.split(inputs, batch_size))
+    with torch.inference_mode():
+        model(batches[0])
+        t0 = time.perf_counter()
+        for _ in range(n_points):
+            for xb in batches:
+                model(xb)
+        return time.perf_counter() - t0
 
 
 def _surface_time(model, dirs, data, grid, repeat: int, **kw) -> tuple[float, object]:
@@ -154,10 +166,12 @@ def run(args: argparse.Namespace) -> dict:
         return result
 
     bs, scan = measure_batch_size(model, inputs, repeat=args.repeat)
-    eager = min(time_forward(model, inputs, b, args.repeat) for b in (bs,))
-    t_surface, surf = _surface_time(model, dirs, data, args.grid, max(1, args.repeat // 2), batch_size=bs,
-                                    device=device)
     n_points = args.grid * args.grid
+    repeats = max(1, args.repeat // 2)
+    # Like for like: the best of `repeats` runs of n_points bare eager passes against the best of
+    # `repeats` whole surfaces, so both sides see the same noise over the same duration.
+    eager = min(_eager_grid_time(model, inputs, bs, n_points) for _ in range(repeats)) / n_points
+    t_surface, surf = _surface_time(model, dirs, data, args.grid, repeats, batch_size=bs, device=device)
     per_point = t_surface / n_points
     flops_point = forward_flops(model, inputs)
     peak = matmul_peak(device)
