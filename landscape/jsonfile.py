@@ -13,6 +13,21 @@ from pathlib import Path
 from typing import Any
 
 
+def jsonable(value: Any) -> Any:
+    """numpy arrays and scalars as plain lists and numbers, recursively (for result dicts)."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
 def _finite_or_none(value: Any) -> Any:
     """NaN and inf become null so the file is standard JSON any tool can read."""
     if isinstance(value, float) and not math.isfinite(value):

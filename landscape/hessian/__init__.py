@@ -27,6 +27,7 @@ from .hvp import HessianOperator, ParamSpec, dense_hessian, select_parameters
 from .lanczos import lanczos
 from .power import power_iteration
 from .trace import hutch_plus_plus, hutchinson
+from ..jsonfile import jsonable as _jsonable
 
 __all__ = ["eigenvalues", "trace", "density", "EigenResult", "TraceResult", "DensityResult", "HessianOperator",
            "eigen_extremes", "EigenExtremes", "lanczos", "power_iteration", "hutchinson",
@@ -34,18 +35,6 @@ __all__ = ["eigenvalues", "trace", "density", "EigenResult", "TraceResult", "Den
 
 METHODS = ("lanczos", "power")
 TRACE_METHODS = ("hutchinson", "hutch++")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 class _Result:
