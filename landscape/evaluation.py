@@ -81,7 +81,7 @@ class Evaluator:
 
     def __init__(self, model: nn.Module, data: DataSpec, loss: LossSpec = "crossentropy",
                  batch_size: int | None = None, device: str | torch.device | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", channels_last: bool = False):
         self.model = model
         self.device = resolve_device(device, model)
         self.loss_fn = get_loss(loss)
@@ -91,7 +91,9 @@ class Evaluator:
         x, y = self._order(*as_tensors(data))
         self.n = len(x)
         self.batch_size = batch_size or DEFAULT_BATCH_SIZE
-        self.batches = [(xb.to(self.device), yb.to(self.device)) for xb, yb in iter_batches(x, y, self.batch_size)]
+        fmt = torch.channels_last if channels_last and x.dim() == 4 else torch.contiguous_format
+        self.batches = [(xb.to(self.device).contiguous(memory_format=fmt), yb.to(self.device))
+                        for xb, yb in iter_batches(x, y, self.batch_size)]
 
     def _order(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x, y
@@ -124,14 +126,15 @@ class AdaptiveEvaluator(Evaluator):
 
     def __init__(self, model: nn.Module, data: DataSpec, loss: LossSpec = "crossentropy",
                  batch_size: int | None = None, device: str | torch.device | None = None,
-                 precision: str = "fp32", rtol: float = 0.02, min_samples: int = 512, seed: int = 0):
+                 precision: str = "fp32", rtol: float = 0.02, min_samples: int = 512, seed: int = 0,
+                 channels_last: bool = False):
         if not rtol > 0:
             raise LandscapeError(f"--rtol must be positive, got {rtol}")
         self.rtol, self.min_samples, self.seed = float(rtol), int(min_samples), int(seed)
         self.per_sample = per_sample_loss(loss)
         self.control: torch.Tensor | None = None
         self.control_mean = 0.0
-        super().__init__(model, data, loss, batch_size or 128, device, precision)
+        super().__init__(model, data, loss, batch_size or 128, device, precision, channels_last)
 
     def _order(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))
@@ -262,11 +265,35 @@ def measure_batch_size(model: nn.Module, inputs: torch.Tensor, candidates=BATCH_
     return min(times, key=times.get), times
 
 
-def cached_batch_size(model: nn.Module, inputs: torch.Tensor) -> int:
-    """`measure_batch_size` once per (model, input shape, device), remembered across runs.
+def measure_layout(model: nn.Module, inputs: torch.Tensor, batch_size: int, repeat: int = 3) -> str:
+    """``channels_last`` when it makes this model's forward pass faster on 4D inputs, else ``contiguous``."""
+    if inputs.dim() != 4:
+        return "contiguous"
+    sample = inputs[:max(batch_size, 1024)]
+    base = time_forward(model, sample, batch_size, repeat)
+    with channels_last_model(model):
+        fast = time_forward(model, sample.contiguous(memory_format=torch.channels_last), batch_size, repeat)
+    return "channels_last" if fast < 0.95 * base else "contiguous"
 
-    Remembering the choice keeps the same command bit-reproducible: summation order depends on
-    the batch size, and a fresh measurement could pick another one.
+
+@contextlib.contextmanager
+def channels_last_model(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
+    """The model's 4D weights in channels-last layout for the block, the original layout after (values untouched)."""
+    if not enabled:
+        yield model
+        return
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
+def _cached(kind: str, model: nn.Module, inputs: torch.Tensor, compute: Callable[[], object]):
+    """A measured choice remembered per (choice, model, input shape, device) across runs.
+
+    Remembering keeps the same command bit-reproducible: summation order and kernels depend on
+    the batch size and layout, and a fresh measurement could pick another one.
     """
     import json
     import os
@@ -274,17 +301,27 @@ def cached_batch_size(model: nn.Module, inputs: torch.Tensor) -> int:
     from .data import cache_dir
 
     spec = getattr(model, "landscape_spec", {"name": type(model).__name__, "args": {}})
-    key = json.dumps([spec.get("name"), spec.get("args"), list(inputs.shape[1:]), inputs.device.type], sort_keys=True,
-                     default=str)
-    path = cache_dir() / "batch_sizes.json"
+    key = json.dumps([kind, spec.get("name"), spec.get("args"), list(inputs.shape[1:]), inputs.device.type],
+                     sort_keys=True, default=str)
+    path = cache_dir() / "measured_choices.json"
     try:
         table = json.loads(path.read_text())
     except (OSError, ValueError):
         table = {}
     if key not in table:
-        table[key] = measure_batch_size(model, inputs)[0]
+        table[key] = compute()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         tmp.write_text(json.dumps(table, indent=1))
         os.replace(tmp, path)
-    return int(table[key])
+    return table[key]
+
+
+def cached_batch_size(model: nn.Module, inputs: torch.Tensor) -> int:
+    """`measure_batch_size`, once per model, input shape and device."""
+    return int(_cached("batch_size", model, inputs, lambda: measure_batch_size(model, inputs)[0]))
+
+
+def cached_layout(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> str:
+    """`measure_layout`, once per model, input shape and device."""
+    return str(_cached("layout", model, inputs, lambda: measure_layout(model, inputs, batch_size)))

@@ -46,6 +46,7 @@ class SurfaceJob:
     rtol: float | None = None
     min_samples: int = 512
     precision: str = "fp32"
+    layout: str = "contiguous"
     threads: int | None = None
     out: str = "out"
     progress: bool = True
@@ -64,17 +65,18 @@ def load_job_checkpoint(path: str, job: SurfaceJob, device: str = "cpu") -> Chec
     return load_checkpoint(path, model=job.model, model_args=job.model_args, map_location=device)
 
 
-def _existing_batch_size(path: Path) -> int | None:
-    """A resumed surface keeps the batch size it was started with (sums stay bit-identical)."""
+def _existing_attr(path: Path, name: str):
+    """A resumed surface keeps the batch size and layout it was started with (sums stay bit-identical)."""
     if not path.exists():
         return None
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
-            return int(f.attrs["batch_size"]) if "batch_size" in f.attrs else None
+            value = f.attrs.get(name)
     except (OSError, ValueError):
         return None
+    return value.decode() if isinstance(value, bytes) else (value.item() if hasattr(value, "item") else value)
 
 
 def job_directions(job: SurfaceJob, base: Checkpoint) -> tuple[list[dict], dict]:
@@ -127,24 +129,28 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     name, splits = job_data(job, base)
     out = job.surface_path()
     batch_size = job.batch_size
+    layout = None if job.layout == "auto" else job.layout
     if rank_of(comm) == 0:
         out.parent.mkdir(parents=True, exist_ok=True)
         save_directions(out.parent / f"{out.stem}_directions.h5", directions,
                         {**dir_attrs, "checkpoint_sha256": base.sha256, "checkpoint": str(job.ckpt)})
-        batch_size = batch_size or _existing_batch_size(out)
-        if not batch_size:
+        batch_size = batch_size or _existing_attr(out, "batch_size")
+        layout = layout or _existing_attr(out, "layout")
+        if not batch_size or not layout:
             from .data import as_tensors
-            from .evaluation import cached_batch_size
+            from .evaluation import cached_batch_size, cached_layout
 
             inputs = as_tensors(next(iter(splits.values())))[0].to(device)
-            batch_size = cached_batch_size(base.model, inputs)
+            batch_size = int(batch_size or cached_batch_size(base.model, inputs))
+            layout = layout or cached_layout(base.model, inputs, batch_size)
     if comm is not None:
-        batch_size = comm.bcast(batch_size, root=0)
+        batch_size, layout = comm.bcast((batch_size, layout), root=0)
     attrs = {"dataset": name, "checkpoint": str(job.ckpt), "checkpoint_sha256": base.sha256, "mode": job.mode,
              "model": base.meta.get("model", ""),
              **{k: v for k, v in dir_attrs.items() if k != "kind"},
              **{f"meta_{k}": v for k, v in base.meta.items() if isinstance(v, (int, float, str))}}
     return compute_surface(base.model, directions, splits, job.x, job.y, out, loss=job.loss,
-                           batch_size=batch_size, device=device, kind=kind, samples=job.samples,
+                           batch_size=int(batch_size), device=device, kind=kind, samples=job.samples,
+                           layout=str(layout),
                            rtol=job.rtol, min_samples=job.min_samples, precision=job.precision, extra=extra,
                            progress=job.progress, attrs=attrs, comm=comm)

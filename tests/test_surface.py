@@ -125,3 +125,17 @@ def test_rtol_points_within_three_standard_errors():
     se = fast["train_loss_se"]
     assert np.all(err <= 3 * se + 1e-12)
     assert fast["train_samples"].sum() < full["train_loss"].size * len(data)  # it did stop early
+
+
+def test_channels_last_layout_same_values_and_model_handed_back(convnet, small_digits):
+    train, _ = small_digits
+    dirs = landscape.random_directions(convnet, n=2, seed=2)
+    before = {k: v.clone() for k, v in convnet.state_dict().items()}
+    x = y = np.linspace(-0.5, 0.5, 3)
+    a = landscape.compute_surface(convnet, dirs, train, x, y, progress=False)
+    b = landscape.compute_surface(convnet, dirs, train, x, y, layout="channels_last", progress=False)
+    assert np.allclose(a["train_loss"], b["train_loss"], rtol=1e-5)
+    for k, v in convnet.state_dict().items():
+        assert torch.equal(v, before[k]) and v.is_contiguous(), k
+    with pytest.raises(LandscapeError, match="layout"):
+        landscape.compute_surface(convnet, dirs, train, x, y, layout="nhwc", progress=False)

@@ -16,7 +16,7 @@ import torch
 
 from ..data import get_dataset
 from ..directions import random_directions
-from ..evaluation import measure_batch_size
+from ..evaluation import channels_last_model, measure_batch_size, measure_layout
 from ..models import build_model
 from ..parallel import configure_threads, get_comm, rank_of
 from ..surface import compute_surface
@@ -171,14 +171,22 @@ def run(args: argparse.Namespace) -> dict:
     # Like for like: the best of `repeats` runs of n_points bare eager passes against the best of
     # `repeats` whole surfaces, so both sides see the same noise over the same duration.
     eager = min(_eager_grid_time(model, inputs, bs, n_points) for _ in range(repeats)) / n_points
-    t_surface, surf = _surface_time(model, dirs, data, args.grid, repeats, batch_size=bs, device=device)
+    layout = measure_layout(model, inputs, bs)
+    eager_same = eager
+    if layout == "channels_last":
+        with channels_last_model(model):
+            cl_inputs = inputs.contiguous(memory_format=torch.channels_last)
+            eager_same = min(_eager_grid_time(model, cl_inputs, bs, n_points) for _ in range(repeats)) / n_points
+    t_surface, surf = _surface_time(model, dirs, data, args.grid, repeats, batch_size=bs, device=device,
+                                    layout=layout)
     per_point = t_surface / n_points
     flops_point = forward_flops(model, inputs)
     peak = matmul_peak(device)
     result.update({
         "batch_size": bs, "batch_scan_s": {str(k): round(v, 6) for k, v in scan.items()},
         "points_per_s": n_points / t_surface, "samples_per_s": n_points * len(data) / t_surface,
-        "eager_pass_s": eager, "per_point_s": per_point, "overhead_ratio": per_point / eager,
+        "layout": layout, "eager_pass_s": eager, "per_point_s": per_point, "overhead_ratio": per_point / eager,
+        "eager_pass_same_layout_s": eager_same, "overhead_ratio_same_layout": per_point / eager_same,
         "flops_per_point": flops_point, "achieved_flops": flops_point / per_point, "matmul_peak_flops": peak,
         "fraction_of_peak": flops_point / per_point / peak,
     })

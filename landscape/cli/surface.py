@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop each point once the loss's standard error is below RTOL x loss")
     p.add_argument("--min-samples", type=positive_int, default=512, help="samples before --rtol may stop")
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    p.add_argument("--layout", default="contiguous", choices=["auto", "contiguous", "channels_last"],
+                   help="memory layout of 4D models (auto: the faster one, measured once per model and device)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads per process (default: 1 per rank under mpirun, torch's default otherwise)")
     p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
@@ -48,7 +50,7 @@ def job_from_args(args: argparse.Namespace):
                       splits=args.splits, norm=args.norm, ignore=args.ignore, kind=args.kind, seed=args.seed,
                       orthogonalize=args.orthogonalize, dir_file=args.dir_file, samples=args.samples,
                       loss=args.loss, batch_size=args.batch_size, device=args.device, rtol=args.rtol,
-                      min_samples=args.min_samples, precision=args.precision, threads=args.threads,
+                      min_samples=args.min_samples, precision=args.precision, layout=args.layout, threads=args.threads,
                       out=args.out or str(Path("out") / Path(args.ckpt).stem), progress=not args.no_progress)
 
 
