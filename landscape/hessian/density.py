@@ -17,7 +17,7 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 
 from ..errors import LandscapeError
-from .lanczos import Matvec
+from .lanczos import Matvec, lanczos_step
 from .rng import generator
 
 DEFAULT_RELATIVE_SIGMA = float(np.sqrt(1e-5))
@@ -39,16 +39,7 @@ def lanczos_tridiagonal(matvec: Matvec, v0: torch.Tensor, m: int) -> tuple[np.nd
     q = v0.to(torch.float64) / torch.linalg.vector_norm(v0)
     scale = 0.0
     for j in range(m):
-        Q[j] = q
-        w = matvec(q).to(device=dev, dtype=torch.float64)
-        alpha[j] = float(q @ w)
-        w -= alpha[j] * q
-        if j > 0:
-            w -= beta[j - 1] * Q[j - 1]
-        basis = Q[: j + 1]
-        for _ in range(2):
-            w -= basis.T @ (basis @ w)
-        beta[j] = float(torch.linalg.vector_norm(w))
+        w = lanczos_step(matvec, Q, j, q, alpha, beta)
         scale = max(scale, abs(alpha[j]) + beta[j])
         if beta[j] <= 1e-10 * max(scale, 1e-300):
             # v lies in an invariant subspace of dimension j+1: the quadrature is already exact.

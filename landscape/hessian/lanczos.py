@@ -65,6 +65,26 @@ def error_estimates(theta: np.ndarray, residuals: np.ndarray) -> np.ndarray:
     return np.minimum(residuals, quad)
 
 
+
+def lanczos_step(matvec: Matvec, Q: torch.Tensor, j: int, q: torch.Tensor, alpha: np.ndarray,
+                 beta: np.ndarray) -> torch.Tensor:
+    """Step ``j``: store ``q`` as row ``j`` of ``Q``, fill ``alpha[j]`` and ``beta[j]``, return the residual.
+
+    The residual is orthogonalized against the whole basis twice (full reorthogonalization), so
+    Ritz values stay free of the ghost copies plain Lanczos produces.
+    """
+    Q[j] = q
+    w = matvec(q).to(device=Q.device, dtype=torch.float64)
+    alpha[j] = float(q @ w)
+    w -= alpha[j] * q
+    if j > 0:
+        w -= beta[j - 1] * Q[j - 1]
+    basis = Q[: j + 1]
+    for _ in range(2):
+        w -= basis.T @ (basis @ w)
+    beta[j] = float(torch.linalg.vector_norm(w))
+    return w
+
 def lanczos(matvec: Matvec, n: int, k: int = 1, which: str = "largest", tol: float = 1e-6,
             max_iter: int | None = None, v0: torch.Tensor | None = None, seed: int = 0,
             device: str | torch.device = "cpu", return_vectors: bool = False,
@@ -107,16 +127,8 @@ def lanczos(matvec: Matvec, n: int, k: int = 1, which: str = "largest", tol: flo
         for j in range(m):
             if j == Q.shape[0]:
                 Q = torch.cat([Q, torch.zeros(min(Q.shape[0], m - j), n, dtype=torch.float64, device=dev)])
-            Q[j] = q
-            w = matvec(q).to(device=dev, dtype=torch.float64)
-            alpha[j] = float(q @ w)
-            w -= alpha[j] * q
-            if j > 0:
-                w -= beta[j - 1] * Q[j - 1]
+            w = lanczos_step(matvec, Q, j, q, alpha, beta)
             basis = Q[: j + 1]
-            for _ in range(2):
-                w -= basis.T @ (basis @ w)
-            beta[j] = float(torch.linalg.vector_norm(w))
             scale = max(scale, abs(alpha[j]) + beta[j] + (beta[j - 1] if j > 0 else 0.0))
             bar.update(1)
             breakdown = beta[j] <= 1e-10 * max(scale, 1e-300)
