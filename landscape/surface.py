@@ -99,13 +99,13 @@ def _read_attrs(h5attrs) -> dict:
     return out
 
 
-class SurfaceStore:
-    """The surface h5 file owned by one writer process, plus its append-only journal."""
+class MemoryStore:
+    """Finished points of a surface kept in memory: the bookkeeping without a file."""
 
-    def __init__(self, path: str | os.PathLike, x: np.ndarray, y: np.ndarray | None,
-                 fingerprint: Mapping[str, Any], attrs: Mapping[str, Any], flush_seconds: float = 5.0):
-        self.path = Path(path)
-        self.journal_path = self.path.with_name(self.path.name + ".journal")
+    path: Path | None = None
+
+    def __init__(self, x: np.ndarray, y: np.ndarray | None, fingerprint: Mapping[str, Any],
+                 attrs: Mapping[str, Any]):
         self.x = np.asarray(x, dtype=np.float64)
         self.y = None if y is None else np.asarray(y, dtype=np.float64)
         self.shape = (len(self.x),) if self.y is None else (len(self.y), len(self.x))
@@ -114,9 +114,45 @@ class SurfaceStore:
         self.arrays: dict[str, np.ndarray] = {}
         self.extra_datasets: dict[str, np.ndarray] = {}
         self.done = np.zeros(self.shape, dtype=bool)
+
+    def _put(self, p: int, values: Mapping[str, float]) -> None:
+        index = np.unravel_index(p, self.shape)
+        for name, value in values.items():
+            if name not in self.arrays:
+                self.arrays[name] = np.full(self.shape, np.nan)
+            self.arrays[name][index] = value
+        self.done[index] = True
+
+    def pending(self) -> list[int]:
+        return [int(p) for p in np.flatnonzero(~self.done.reshape(-1))]
+
+    def record(self, p: int, values: Mapping[str, float]) -> None:
+        self._put(p, values)
+
+    def add_dataset(self, name: str, data: np.ndarray) -> None:
+        self.extra_datasets[name] = np.asarray(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def surface(self) -> Surface:
+        attrs = {**self.attrs, **self.fingerprint, "format": FORMAT}
+        return Surface(self.x, self.y, dict(self.arrays), self.done.copy(), attrs, self.path)
+
+
+class SurfaceStore(MemoryStore):
+    """The surface h5 file owned by one writer process, plus its append-only journal."""
+
+    def __init__(self, path: str | os.PathLike, x: np.ndarray, y: np.ndarray | None,
+                 fingerprint: Mapping[str, Any], attrs: Mapping[str, Any], flush_seconds: float = 5.0):
+        super().__init__(x, y, fingerprint, attrs)
+        self.path = Path(path)
+        self.journal_path = self.path.with_name(self.path.name + ".journal")
         self.flush_seconds = flush_seconds
         self._last_flush = time.monotonic()
-        self._dirty = False
         if self.path.exists():
             self._load_existing()
         self._replay_journal()
@@ -171,28 +207,13 @@ class SurfaceStore:
                 self._put(int(rec["p"]), rec["v"])
 
     # -------------------------------------------------------------- writing
-    def _put(self, p: int, values: Mapping[str, float]) -> None:
-        index = np.unravel_index(p, self.shape)
-        for name, value in values.items():
-            if name not in self.arrays:
-                self.arrays[name] = np.full(self.shape, np.nan)
-            self.arrays[name][index] = value
-        self.done[index] = True
-
-    def pending(self) -> list[int]:
-        return [int(p) for p in np.flatnonzero(~self.done.reshape(-1))]
-
     def record(self, p: int, values: Mapping[str, float]) -> None:
         values = {k: float(v) for k, v in values.items()}
         self._put(p, values)
         self._journal.write(json.dumps({"p": int(p), "v": values}) + "\n")
         self._journal.flush()
-        self._dirty = True
         if time.monotonic() - self._last_flush > self.flush_seconds:
             self.flush()
-
-    def add_dataset(self, name: str, data: np.ndarray) -> None:
-        self.extra_datasets[name] = np.asarray(data)
 
     def flush(self) -> None:
         """Rewrite the h5 atomically from memory, then empty the journal it now contains."""
@@ -216,7 +237,6 @@ class SurfaceStore:
         os.replace(tmp, self.path)
         self._journal.truncate(0)
         self._journal.seek(0)
-        self._dirty = False
         self._last_flush = time.monotonic()
 
     def close(self) -> None:
@@ -225,9 +245,6 @@ class SurfaceStore:
         if self.journal_path.exists() and self.journal_path.stat().st_size == 0:
             self.journal_path.unlink()
 
-    def surface(self) -> Surface:
-        attrs = {**self.attrs, **self.fingerprint, "format": FORMAT}
-        return Surface(self.x, self.y, dict(self.arrays), self.done.copy(), attrs, self.path)
 
 
 def _short(value: Any, n: int = 60) -> str:
@@ -362,11 +379,11 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     for key in fingerprint:
         all_attrs.pop(key, None)
 
-    store: SurfaceStore | None = None
+    store: MemoryStore | None = None
     todo: list[int] | None = None
     if writer:
         store = SurfaceStore(out, x, y, fingerprint, all_attrs, flush_seconds) if out is not None \
-            else _MemoryStore(x, y, fingerprint, all_attrs)
+            else MemoryStore(x, y, fingerprint, all_attrs)
         for split, idx in subsets.items():
             if idx is not None:
                 store.add_dataset(f"{split}_subset", idx.numpy())
@@ -412,26 +429,3 @@ def _progress(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, disable=not enabled or total == 0, desc=desc, unit="pt", dynamic_ncols=True)
-
-
-class _MemoryStore(SurfaceStore):
-    """The same bookkeeping without a file, for in-notebook use."""
-
-    def __init__(self, x, y, fingerprint, attrs):
-        self.path = None
-        self.x = np.asarray(x, dtype=np.float64)
-        self.y = None if y is None else np.asarray(y, dtype=np.float64)
-        self.shape = (len(self.x),) if self.y is None else (len(self.y), len(self.x))
-        self.fingerprint = {k: _attr_value(v) for k, v in fingerprint.items()}
-        self.attrs = {k: _attr_value(v) for k, v in attrs.items()}
-        self.arrays, self.extra_datasets = {}, {}
-        self.done = np.zeros(self.shape, dtype=bool)
-
-    def record(self, p: int, values: Mapping[str, float]) -> None:
-        self._put(p, values)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
