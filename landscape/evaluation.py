@@ -9,13 +9,14 @@ import contextlib
 import math
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .data import DataSpec, as_tensors, iter_batches
 from .errors import LandscapeError
-from .losses import LossSpec, correct_count, float_targets, get_loss
+from .losses import LossSpec, batch_totals, correct_count, float_targets, get_loss
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -85,6 +86,7 @@ class Evaluator:
         self.model = model
         self.device = resolve_device(device, model)
         self.loss_fn = get_loss(loss)
+        self.totals = batch_totals(loss)
         self.precision = precision
         if precision not in PRECISIONS:
             raise LandscapeError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
@@ -104,9 +106,9 @@ class Evaluator:
         total_correct = torch.zeros((), dtype=torch.float64, device=self.device)
         with eval_mode(self.model), precision_context(self.precision, self.device):
             for xb, yb in self.batches:
-                out = self.model(xb).float()
-                total_loss += self.loss_fn(out, yb).double() * len(xb)
-                total_correct += correct_count(out, yb).double()
+                loss_sum, correct = self.totals(self.model(xb).float(), yb)
+                total_loss += loss_sum
+                total_correct += correct
         return float(total_loss) / self.n, float(total_correct) / self.n
 
 
@@ -265,15 +267,23 @@ def measure_batch_size(model: nn.Module, inputs: torch.Tensor, candidates=BATCH_
     return min(times, key=times.get), times
 
 
-def measure_layout(model: nn.Module, inputs: torch.Tensor, batch_size: int, repeat: int = 3) -> str:
-    """``channels_last`` when it makes this model's forward pass faster on 4D inputs, else ``contiguous``."""
+def measure_layout(model: nn.Module, inputs: torch.Tensor, batch_size: int, repeat: int = 5) -> str:
+    """``channels_last`` when it makes this model's forward pass faster on 4D inputs, else ``contiguous``.
+
+    The two layouts are timed in turns and compared by the median of the paired ratios, so a
+    machine that speeds up or slows down while measuring does not decide the answer.
+    """
     if inputs.dim() != 4:
         return "contiguous"
     sample = inputs[:max(batch_size, 1024)]
-    base = time_forward(model, sample, batch_size, repeat)
-    with channels_last_model(model):
-        fast = time_forward(model, sample.contiguous(memory_format=torch.channels_last), batch_size, repeat)
-    return "channels_last" if fast < 0.95 * base else "contiguous"
+    sample_cl = sample.contiguous(memory_format=torch.channels_last)
+    ratios = []
+    for _ in range(repeat):
+        base = time_forward(model, sample, batch_size, 1)
+        with channels_last_model(model):
+            fast = time_forward(model, sample_cl, batch_size, 1)
+        ratios.append(fast / base)
+    return "channels_last" if float(np.median(ratios)) < 0.95 else "contiguous"
 
 
 @contextlib.contextmanager

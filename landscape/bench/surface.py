@@ -52,11 +52,9 @@ def forward_flops(model, inputs: torch.Tensor) -> float:
     return float(counter.get_total_flops())
 
 
-def _eager_grid_time(model, inputs: torch.Tensor, batch_size: int, n_points: int) -> float:
-    """Wall time of ``n_points`` bare ``model(x)`` passes over ``inputs``: the floor of a surface."""
-    batches = list(torch.split(inputs, batch_size))
+def _eager_passes(model, batches: list[torch.Tensor], n_points: int) -> float:
+    """Wall time of ``n_points`` bare ``model(x)`` passes over ``batches``: the floor of that many points."""
     with torch.inference_mode():
-        model(batches[0])
         t0 = time.perf_counter()
         for _ in range(n_points):
             for xb in batches:
@@ -64,41 +62,99 @@ def _eager_grid_time(model, inputs: torch.Tensor, batch_size: int, n_points: int
         return time.perf_counter() - t0
 
 
-def _surface_time(model, dirs, data, grid, repeat: int, **kw) -> tuple[float, object]:
-    """Best wall time of a whole surface (no file), after one warm-up point."""
-    x = y = np.linspace(-1, 1, grid)
-    compute_surface(model, dirs, data, [0.0], [0.0], progress=False, comm=None, **kw)
-    best, surf = float("inf"), None
-    for _ in range(repeat):
+def _interleaved_overhead(model, dirs, data, inputs: torch.Tensor, grid: int, bs: int, layout: str,
+                          plain_bs: int, sweeps: int, device) -> dict:
+    """Per-point time of a surface against bare eager passes, measured side by side.
+
+    The surface is computed row by row through `compute_surface` (the real code path, its setup
+    paid once per row), and each row is timed next to the same number of bare passes, in a
+    shuffled order. On a shared machine the speed drifts by tens of percent within a minute,
+    more than the few percent being measured; the median of per-row ratios cancels that drift,
+    where best-of-N runs taken minutes apart do not. Two floors: the plain eager pass (default
+    layout, its best batch size: what a hand-written loop gets) and the eager pass in the
+    evaluator's own layout and batch size (what the evaluator's bookkeeping adds on top).
+    """
+    xs = np.linspace(-1, 1, grid)
+    plain = [b.contiguous() for b in torch.split(inputs, plain_bs)]
+    with channels_last_model(model, layout == "channels_last"):
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        same = [b.contiguous(memory_format=fmt) for b in torch.split(inputs, bs)]
+        _eager_passes(model, same, 2)
+    _eager_passes(model, plain, 2)
+    compute_surface(model, dirs, data, [0.0], [0.0], progress=False, comm=None, batch_size=bs, device=device,
+                    layout=layout)
+
+    def surface_row(y: float) -> float:
         t0 = time.perf_counter()
-        surf = compute_surface(model, dirs, data, x, y, progress=False, comm=None, **kw)
-        best = min(best, time.perf_counter() - t0)
-    return best, surf
+        compute_surface(model, dirs, data, xs, [y], progress=False, comm=None, batch_size=bs, device=device,
+                        layout=layout)
+        return time.perf_counter() - t0
+
+    def eager_same() -> float:
+        with channels_last_model(model, layout == "channels_last"):
+            return _eager_passes(model, same, grid)
+
+    tasks = {"surface": surface_row, "plain": lambda y: _eager_passes(model, plain, grid),
+             "same": lambda y: eager_same()}
+    times: dict[str, list[float]] = {k: [] for k in tasks}
+    rng = np.random.default_rng(0)
+    for _ in range(sweeps):
+        for y in xs:
+            for name in rng.permutation(list(tasks)):
+                times[name].append(tasks[name](y))
+    t = {k: np.asarray(v) for k, v in times.items()}
+    vs_plain, vs_same = t["surface"] / t["plain"], t["surface"] / t["same"]
+    n_points = grid * len(t["surface"])
+    return {
+        "per_point_s": float(t["surface"].sum() / n_points), "eager_pass_s": float(t["plain"].sum() / n_points),
+        "eager_pass_same_layout_s": float(t["same"].sum() / n_points),
+        "overhead_ratio": float(np.median(vs_plain)),
+        "overhead_ratio_iqr": [float(q) for q in np.percentile(vs_plain, [25, 75])],
+        "overhead_ratio_same_layout": float(np.median(vs_same)),
+        "overhead_ratio_same_layout_iqr": [float(q) for q in np.percentile(vs_same, [25, 75])],
+        "overhead_ratio_totals": float(t["surface"].sum() / t["plain"].sum()),
+        "timed_points": int(n_points),
+    }
 
 
-def _option_ratios(model, dirs, data, bs: int, base_point: float, device) -> dict:
-    """Time per point of each floor-lowering choice relative to the chosen default (lower is better)."""
+def _option_ratios(model, dirs, data, bs: int, layout: str, device, n: int = 15) -> dict:
+    """Time per point of each floor-lowering choice over the chosen setup's (lower is better).
+
+    Each variant is timed in turns with the chosen setup (same evaluator code, n points each,
+    median of the paired ratios), for the same reason as the overhead ratio.
+    """
     from ..evaluation import Evaluator
     from ..params import WeightShifter
 
-    def per_point(batch_size: int = bs, precision: str = "fp32", n: int = 15) -> float:
-        ev = Evaluator(model, data, batch_size=batch_size, device=device, precision=precision)
-        shifter = WeightShifter(model, dirs)
-        ev()
-        t0 = time.perf_counter()
-        for k in range(n):
-            shifter.set((0.01 * k, -0.01 * k))
+    def timer(batch_size: int, precision: str, lay: str):
+        with channels_last_model(model, lay == "channels_last"):
+            ev = Evaluator(model, data, batch_size=batch_size, device=device, precision=precision,
+                           channels_last=lay == "channels_last")
             ev()
-        shifter.restore()
-        return (time.perf_counter() - t0) / n
 
-    ratios = {"batch_256_vs_measured": per_point(batch_size=256) / base_point,
-              "largest_batch_vs_measured": per_point(batch_size=len(data)) / base_point,
-              "bf16_vs_fp32": per_point(precision="bf16") / base_point}
+        def per_point() -> float:
+            with channels_last_model(model, lay == "channels_last"):
+                shifter = WeightShifter(model, dirs)
+                t0 = time.perf_counter()
+                for k in range(n):
+                    shifter.set((0.01 * k, -0.01 * k))
+                    ev()
+                shifter.restore()
+                return (time.perf_counter() - t0) / n
+        return per_point
+
+    other = "contiguous" if layout == "channels_last" else "channels_last"
+    variants = {"batch_256_vs_measured": (256, "fp32", layout),
+                "largest_batch_vs_measured": (len(data), "fp32", layout),
+                "bf16_vs_fp32": (bs, "bf16", layout)}
     if data.inputs.dim() == 4:
-        model.to(memory_format=torch.channels_last)
-        ratios["channels_last_vs_default"] = per_point() / base_point
-        model.to(memory_format=torch.contiguous_format)
+        variants[f"{other}_vs_{layout}"] = (bs, "fp32", other)
+    chosen = timer(bs, "fp32", layout)
+    ratios = {}
+    for name, spec in variants.items():
+        variant = timer(*spec)
+        pairs = [(variant(), chosen()) for _ in range(5)]
+        ratios[name] = float(np.median([v / c for v, c in pairs]))
     return ratios
 
 
@@ -165,32 +221,25 @@ def run(args: argparse.Namespace) -> dict:
         _print_table(result)
         return result
 
-    bs, scan = measure_batch_size(model, inputs, repeat=args.repeat)
-    n_points = args.grid * args.grid
-    repeats = max(1, args.repeat // 2)
-    # Like for like: the best of `repeats` runs of n_points bare eager passes against the best of
-    # `repeats` whole surfaces, so both sides see the same noise over the same duration.
-    eager = min(_eager_grid_time(model, inputs, bs, n_points) for _ in range(repeats)) / n_points
-    layout = measure_layout(model, inputs, bs)
-    eager_same = eager
-    if layout == "channels_last":
+    plain_bs, scan = measure_batch_size(model, inputs, repeat=args.repeat)
+    layout = args.layout if args.layout != "auto" else measure_layout(model, inputs, plain_bs)
+    bs = plain_bs
+    if layout == "channels_last":  # the evaluator's batch size is measured in the layout it runs in
         with channels_last_model(model):
-            cl_inputs = inputs.contiguous(memory_format=torch.channels_last)
-            eager_same = min(_eager_grid_time(model, cl_inputs, bs, n_points) for _ in range(repeats)) / n_points
-    t_surface, surf = _surface_time(model, dirs, data, args.grid, repeats, batch_size=bs, device=device,
-                                    layout=layout)
-    per_point = t_surface / n_points
+            bs, _ = measure_batch_size(model, inputs.contiguous(memory_format=torch.channels_last),
+                                       repeat=args.repeat)
+    timing = _interleaved_overhead(model, dirs, data, inputs, args.grid, bs, layout, plain_bs,
+                                   max(1, args.repeat // 2), device)
+    per_point = timing["per_point_s"]
     flops_point = forward_flops(model, inputs)
     peak = matmul_peak(device)
     result.update({
-        "batch_size": bs, "batch_scan_s": {str(k): round(v, 6) for k, v in scan.items()},
-        "points_per_s": n_points / t_surface, "samples_per_s": n_points * len(data) / t_surface,
-        "layout": layout, "eager_pass_s": eager, "per_point_s": per_point, "overhead_ratio": per_point / eager,
-        "eager_pass_same_layout_s": eager_same, "overhead_ratio_same_layout": per_point / eager_same,
+        "batch_size": bs, "eager_batch_size": plain_bs, "batch_scan_s": {str(k): round(v, 6) for k, v in scan.items()},
+        "points_per_s": 1 / per_point, "samples_per_s": len(data) / per_point, "layout": layout, **timing,
         "flops_per_point": flops_point, "achieved_flops": flops_point / per_point, "matmul_peak_flops": peak,
         "fraction_of_peak": flops_point / per_point / peak,
     })
-    result["options"] = _option_ratios(model, dirs, data, bs, per_point, device)
+    result["options"] = _option_ratios(model, dirs, data, bs, layout, device)
     if args.rtol > 0:  # --rtol 0 skips the adaptive-precision comparison (it trains a model first)
         result.update(_rtol_work(args, device))
     _print_table(result)

@@ -23,7 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shape", default="128,96,32,32", help="N,C,H,W tensor for --op shift")
     p.add_argument("--dtype", default="float32", help="dtype for --op shift")
     p.add_argument("--device", default=None)
-    p.add_argument("--repeat", type=positive_int, default=5, help="timed repetitions (the best is kept)")
+    p.add_argument("--layout", default="auto", choices=["auto", "contiguous", "channels_last"],
+                   help="evaluator memory layout for the surface bench (auto: measured)")
+    p.add_argument("--repeat", type=positive_int, default=5,
+                   help="timed repetitions (surface mode: max(1, REPEAT // 2) interleaved sweeps over the grid)")
     p.add_argument("--json", dest="json_out", default=None, help="also write the JSON result to this file")
 
 
