@@ -30,3 +30,11 @@ def test_plane_and_trajectory_and_empty_attrs():
     assert describe_surface({}).title == ""
     assert short_name("x/y/sgd_bs4096.pt") == "sgd_bs4096"
     assert pc_labels(None) == ("1st PC", "2nd PC")
+
+
+def test_trajectory_keys_read_from_a_direction_file_are_found_under_their_dir_prefix():
+    # `landscape plot --dir-file trajectory_directions.h5` stores the file's attrs as dir_*
+    text = describe_surface({"checkpoint": "run/final.pt", "mode": "custom", "direction_file": "run/traj.h5",
+                             "dir_trajectory_x": "[0.1, 0.2]", "dir_explained_variance": "[0.8, 0.15]"})
+    assert "80.0%" in text.xlabel and "15.0%" in text.ylabel
+    assert "PCA of the training trajectory" in text.title

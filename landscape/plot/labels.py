@@ -76,9 +76,15 @@ def _present(attrs: Mapping[str, Any], key: str) -> Any:
     return None if value in (None, "", "none") else value
 
 
+_TRAJECTORY_KEYS = ("trajectory_x", "trajectory_y", "explained_variance")
+
+
 def describe_surface(attrs: Mapping[str, Any]) -> SurfaceText:
     """Title, axis labels and landmarks (checkpoints on the grid) from a surface file's attributes."""
     attrs = dict(attrs or {})
+    for key in _TRAJECTORY_KEYS:  # `landscape plot --dir-file` stores the direction file's attrs as dir_*
+        if key not in attrs and f"dir_{key}" in attrs:
+            attrs[key] = attrs[f"dir_{key}"]
     text = SurfaceText()
     first = []
     model, dataset, ckpt = _present(attrs, "model"), _present(attrs, "dataset"), _present(attrs, "checkpoint")
