@@ -143,6 +143,10 @@ class FigureContext:
             self._scaling = self._sweep("scaling", scaling_plan(self.scale, len(self.data("train", s.dataset))))
         return self._scaling
 
+    def finished_scaling_runs(self) -> list[dict]:
+        """`scaling_records` that ran to the end: the ones steps-to-result and cost figures read."""
+        return [r for r in self.scaling_records() if r["status"] == "finished"]
+
     # ------------------------------------------------------------------ surfaces
     def surface_job(self, name: str, ckpt: str | os.PathLike, x: Sequence[float], y: Sequence[float] | None = None,
                     **job: Any) -> Any:

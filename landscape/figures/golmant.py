@@ -21,13 +21,12 @@ from .common import pct, plain_log_ticks
 @register_figure("golmant", "Golmant et al.: wall-clock time and total compute to the target against batch size")
 def make(ctx) -> FigureResult:
     s = ctx.scale.scaling
-    records = ctx.scaling_records()
+    finished = ctx.finished_scaling_runs()  # every rank takes part in the training
     if not ctx.is_root:
         return FigureResult()
     from ..plot.canvas import new_figure
     from ..steps_to_result import first_crossing
 
-    finished = [r for r in records if r["status"] == "finished"]
     # per (batch size, seed): the best-lr trial's crossing (fewest steps, then least time), as steps_to_result picks it
     best: dict[tuple[int, int], tuple[int, float]] = {}
     for r in finished:

@@ -40,13 +40,12 @@ def trial_steps(records: list[dict], target: float) -> dict[tuple[int, float], f
                                     "log-log, with the perfect-scaling line")
 def make(ctx) -> FigureResult:
     s = ctx.scale.scaling
-    records = ctx.scaling_records()
+    finished = ctx.finished_scaling_runs()  # every rank takes part in the training
     if not ctx.is_root:
         return FigureResult()
     from ..plot.canvas import new_figure
     from ..steps_to_result import classify_regimes, fit_scaling, steps_to_result
 
-    finished = [r for r in records if r["status"] == "finished"]
     rows = [r for r in steps_to_result(finished, s.target_error, group_by=()) if r.reached]
     numbers: dict = {"target_error": s.target_error, "rows": [
         {"batch_size": r.batch_size, "steps": r.steps, "time": r.time, "lr": r.lr, "per_seed": r.per_seed}
