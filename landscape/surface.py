@@ -180,7 +180,10 @@ class SurfaceStore(MemoryStore):
                     (old_y is None) != (self.y is None) or (self.y is not None and not np.array_equal(old_y, self.y)):
                 raise LandscapeError(f"{self.path} holds a different grid than this command asks for; use another "
                                      "--out (or delete the file) to start a new surface")
-            for key, want in self.fingerprint.items():
+            # A setting the file was made with and this run lacks (e.g. an extra measure) counts as "none".
+            recorded = json.loads(old.get("fingerprint_keys", "[]"))
+            wanted = {**self.fingerprint, **{k: "none" for k in recorded if k not in self.fingerprint}}
+            for key, want in wanted.items():
                 have = old.get(key, "none")
                 if str(have) != str(want):
                     raise LandscapeError(f"{self.path} was computed with {key}={_short(have)}, this command asks for "
@@ -328,7 +331,8 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     a ``test`` split. ``samples`` evaluates every point on the same fixed random subset; ``rtol``
     instead stops each point once the loss's standard error is below ``rtol`` times the loss
     (recording ``*_loss_se`` and ``*_samples``). ``extra`` callables ``f(model) -> {name: value}``
-    add quantities per point (e.g. Hessian extremes). With ``out`` the surface is written as it
+    add quantities per point (e.g. Hessian extremes); one with a ``fingerprint`` dict has those
+    settings stored and checked on resume like the others. With ``out`` the surface is written as it
     goes and resumed if the file exists. Under ``mpirun`` (``comm="auto"``) the grid is shared
     among the ranks and rank 0 writes; every rank gets the finished `Surface` back.
     ``layout="channels_last"`` runs 4D models in that memory layout (often faster on CPUs) and
@@ -372,6 +376,8 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
         "n_samples": {s: ev.n for s, ev in evaluators.items()}, "loss": loss_name(loss),
         "precision": precision, "rtol": rtol if rtol else "none",
     }
+    for f in extra:  # an extra measure's own settings (e.g. Lanczos tolerance) must match on resume too
+        fingerprint.update(getattr(f, "fingerprint", None) or {})
     all_attrs = {"package_version": __version__, "batch_size": evaluators[next(iter(evaluators))].batch_size,
                  "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "ranks": 1 if comm is None else comm.Get_size(),
                  "layout": layout,

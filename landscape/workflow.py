@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .data import get_dataset
@@ -17,6 +17,9 @@ from .directions import (interpolation_direction, load_directions, plane_directi
                          save_directions)
 from .errors import LandscapeError
 from .surface import Surface, compute_surface
+
+if TYPE_CHECKING:
+    from .hessian.extremes import EigenExtremes
 
 
 @dataclass
@@ -50,6 +53,11 @@ class SurfaceJob:
     threads: int | None = None
     out: str = "out"
     progress: bool = True
+    eig: bool = False  # also max_eig/min_eig of the train-loss Hessian at every point (one Lanczos run each)
+    eig_tol: float = 1e-3
+    eig_max_iter: int = 100
+    eig_samples: int | None = None  # Hessian on a fixed random subset of this many train samples
+    eig_seed: int = 0  # picks that subset and the Lanczos start vector
 
     @property
     def mode(self) -> str:
@@ -111,15 +119,97 @@ def job_data(job: SurfaceJob, base: Checkpoint) -> tuple[str, dict]:
     return name, {split: get_dataset(name, split, job.data_root) for split in job.splits}
 
 
+class EigMeasure:
+    """The job's per-point Hessian extremes, plus an ``eig_converged`` flag (1/0) per point.
+
+    The flag is an array rather than a counter because points are computed on several ranks
+    and across resumed runs; its zeros are the points whose Lanczos run stopped at
+    ``eig_max_iter`` before reaching ``eig_tol``. ``fingerprint`` is what `compute_surface`
+    stores and checks on resume, so a file never mixes eigenvalues computed two ways.
+    """
+
+    def __init__(self, extremes: EigenExtremes, fingerprint: Mapping[str, Any]):
+        self.extremes = extremes
+        self.fingerprint = dict(fingerprint)
+
+    def __call__(self, model) -> dict[str, float]:
+        before = self.extremes.n_unconverged
+        values = self.extremes(model)
+        return {**values, "eig_converged": float(self.extremes.n_unconverged == before)}
+
+
+def _check_eig_settings(job: SurfaceJob) -> None:
+    if not job.eig_tol > 0:
+        raise LandscapeError(f"--eig-tol must be positive, got {job.eig_tol}")
+    if job.eig_max_iter < 2:
+        raise LandscapeError(f"--eig-max-iter must be at least 2 (one Lanczos run gives both ends), "
+                             f"got {job.eig_max_iter}")
+    if job.eig_samples is not None and job.eig_samples < 1:
+        raise LandscapeError(f"--eig-samples must be positive, got {job.eig_samples}")
+
+
+def job_eig_measure(job: SurfaceJob, dataset: str, splits: Mapping[str, Any], device: str) -> EigMeasure:
+    """Hessian extremes of the train loss (weight decay not included) on the job's eig subset."""
+    import hashlib
+
+    from .data import as_tensors, subset_indices
+    from .hessian.extremes import eigen_extremes
+
+    train = splits["train"] if "train" in splits else get_dataset(dataset, "train", job.data_root)
+    x, y = as_tensors(train)
+    idx = subset_indices(len(x), job.eig_samples, job.eig_seed)
+    if idx is not None:
+        x, y = x[idx], y[idx]
+    f = eigen_extremes((x, y), job.loss, tol=job.eig_tol, max_iter=job.eig_max_iter, seed=job.eig_seed,
+                       device=device)
+    subset = "all" if idx is None else hashlib.sha256(idx.numpy().tobytes()).hexdigest()[:16]
+    return EigMeasure(f, {"eig_tol": job.eig_tol, "eig_max_iter": job.eig_max_iter,
+                          "eig_samples": len(x), "eig_subset": subset, "eig_seed": job.eig_seed,
+                          "eig_split": "train", "eig_weight_decay": 0.0})
+
+
+def eig_note(surface: Surface) -> str | None:
+    """One line on points whose Lanczos run did not converge, or None when all did (or no --eig)."""
+    if "eig_converged" not in surface:
+        return None
+    flags = surface["eig_converged"][surface.done]
+    bad = int((flags == 0).sum())
+    if not bad:
+        return None
+    return (f"note: at {bad}/{flags.size} points Lanczos did not reach --eig-tol {surface.attrs.get('eig_tol')} "
+            f"within --eig-max-iter {surface.attrs.get('eig_max_iter')} (eig_converged = 0 there); there max_eig "
+            "is a lower and min_eig an upper bound")
+
+
+def _check_eig_resume(job: SurfaceJob, out: Path) -> None:
+    """Say in CLI terms why an existing file cannot take this job (settings are checked by the fingerprint)."""
+    if _existing_attr(out, "format") != "landscape-surface":
+        return  # no file yet, or one SurfaceStore refuses with its own message
+    had = _existing_attr(out, "eig_tol")
+    if job.eig and had is None:
+        raise LandscapeError(f"{out} was computed without --eig; use another --out for a surface with Hessian "
+                             "eigenvalues (or delete the file to recompute)")
+    if not job.eig and had is not None:
+        flags = f"--eig --eig-tol {had:g} --eig-max-iter {_existing_attr(out, 'eig_max_iter')}"
+        if _existing_attr(out, "eig_subset") != "all":
+            flags += f" --eig-samples {_existing_attr(out, 'eig_samples')}"
+        raise LandscapeError(f"{out} was computed with {flags}; add those to resume it, draw it with landscape "
+                             "render, or use another --out")
+
+
 def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     """Load, make directions, compute (resuming) and return the surface; files go under ``job.out``.
 
     Under mpirun every rank runs this: rank 0 makes and saves the directions (the others get
     them by broadcast inside `compute_surface`) and writes the surface; each rank uses GPU
-    ``local_rank % n_gpus`` when CUDA is present.
+    ``local_rank % n_gpus`` when CUDA is present. With ``job.eig`` each point also gets
+    ``max_eig``, ``min_eig`` and ``eig_converged`` (see `EigMeasure`), computed by the same
+    schedule, and a file made with other eig settings (or none) is refused rather than mixed.
     """
     from .parallel import configure_threads, get_comm, rank_device, rank_of
 
+    if job.eig:
+        _check_eig_settings(job)
     comm = get_comm()
     configure_threads(comm, job.threads)
     device = rank_device(comm, job.device)
@@ -130,6 +220,18 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     out = job.surface_path()
     batch_size = job.batch_size
     layout = None if job.layout == "auto" else job.layout
+    error = None
+    if rank_of(comm) == 0:
+        try:
+            _check_eig_resume(job, out)
+        except LandscapeError as e:
+            error = str(e)
+    if comm is not None:
+        error = comm.bcast(error, root=0)  # every rank raises the same one-line error, none waits forever
+    if error:
+        raise LandscapeError(error)
+    if job.eig:
+        extra = [*extra, job_eig_measure(job, name, splits, device)]
     if rank_of(comm) == 0:
         out.parent.mkdir(parents=True, exist_ok=True)
         save_directions(out.parent / f"{out.stem}_directions.h5", directions,

@@ -1,4 +1,5 @@
 """The command line: help everywhere, bad input as one line and a non-zero exit, no traceback."""
+import numpy as np
 import pytest
 
 from conftest import run_cli
@@ -19,6 +20,10 @@ def test_every_command_has_help():
     (["surface", "--ckpt", "x.pt", "--x", "1:0:5"], "MAX must exceed MIN"),
     (["surface", "--ckpt", "x.pt", "--x", "banana"], "MIN:MAX:COUNT"),
     (["render", "missing.h5"], "does not exist"),
+    (["surface", "--ckpt", "x.pt", "--eig", "--eig-tol", "-1"], "expected a positive number"),
+    (["surface", "--ckpt", "x.pt", "--eig", "--eig-samples", "0"], "expected a positive integer"),
+    (["surface", "--ckpt", "x.pt", "--eig", "--eig-max-iter", "1"], "--eig-max-iter must be at least 2"),
+    (["plot", "--ckpt", "x.pt", "--eig-samples", "200"], "applies only with --eig"),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, fragment):
     r = run_cli(*args)
@@ -37,3 +42,26 @@ def test_wrong_dataset_for_model_is_one_line(trained_ckpt, tmp_path):
     r = run_cli("surface", "--ckpt", str(trained_ckpt), "--dataset", "mnist1d", "--x", "-1:1:3", "--out",
                 str(tmp_path), "--no-progress")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "shape" in r.stderr
+
+
+def test_plot_with_eig_end_to_end_then_resume_rules(trained_ckpt, tmp_path, capsys):
+    from landscape.cli import main
+    from landscape.surface import load_surface
+
+    common = ["--ckpt", str(trained_ckpt), "--x", "-1:1:3", "--y", "-1:1:3", "--samples", "200", "--splits", "train",
+              "--no-progress", "--out", str(tmp_path)]
+    r = run_cli("plot", *common, "--threads", "1", "--eig", "--eig-samples", "200")
+    assert r.returncode == 0, r.stderr
+    assert "random_2d_convexity.png" in r.stdout
+    assert (tmp_path / "random_2d_convexity.png").stat().st_size > 1000
+    s = load_surface(tmp_path / "random_2d.h5")
+    assert s.done.all() and np.all(np.isfinite(s["max_eig"])) and np.all(s["max_eig"] > 0)
+    assert np.all(s["min_eig"] <= s["max_eig"]) and s.attrs["eig_samples"] == 200
+    # in-process from here on: nothing is computed, so no need for a fresh interpreter
+    assert main(["surface", *common, "--eig", "--eig-samples", "200"]) == 0  # the same settings
+    assert "nothing to do" in capsys.readouterr().out
+    for extra, fragment in [(["--eig", "--eig-samples", "200", "--eig-tol", "1e-4"], "eig_tol=0.001"),
+                            ([], "was computed with --eig --eig-tol 0.001 --eig-max-iter 100 --eig-samples 200")]:
+        assert main(["surface", *common, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert fragment in err and len(err.splitlines()) == 1

@@ -45,6 +45,16 @@ def test_mpirun_2_and_8_ranks_identical_to_one_process(tmp_path, trained_ckpt):
     assert one.done.all() and two.done.all() and eight.done.all()
 
 
+@pytest.mark.mpi
+@pytest.mark.skipif(mpirun_path() is None, reason="no mpirun on PATH")
+def test_mpirun_2_ranks_eig_identical_to_one_process(tmp_path, trained_ckpt):
+    eig = ["--x", "-1:1:3", "--y", "-1:1:3", "--eig", "--eig-samples", "200", "--splits", "train"]
+    one = _surface(tmp_path / "one", trained_ckpt, *eig)
+    two = _surface(tmp_path / "two", trained_ckpt, *eig, ranks=2)
+    for name in ("train_loss", "max_eig", "min_eig", "eig_converged"):
+        assert np.array_equal(one[name], two[name]), name
+
+
 def test_sigkill_half_way_then_resume_is_identical(tmp_path, trained_ckpt):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "landscape", "surface", "--ckpt", str(trained_ckpt), "--x", "-1:1:21",

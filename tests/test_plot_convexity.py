@@ -4,7 +4,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from landscape.errors import LandscapeError
-from landscape.plot.convexity import convexity_map, convexity_ratio
+from landscape.plot.convexity import convexity_map, convexity_ratio, eigenvalue_curves
 
 from plot_cases import grid
 
@@ -41,6 +41,14 @@ def test_2d_map_and_1d_curve():
     assert mesh.norm.vmin == 0.0
     line = convexity_map(x, None, lo[0], hi[0], ax=axes())
     np.testing.assert_allclose(line.get_ydata(), convexity_ratio(lo[0], hi[0]))
+
+
+def test_1d_eigenvalue_curves_on_two_axes():
+    x, _, lo, hi = eigs()
+    max_ax, min_ax = eigenvalue_curves(x, lo[0], hi[0], ax=axes())
+    np.testing.assert_allclose(max_ax.lines[0].get_ydata(), hi[0])
+    np.testing.assert_allclose(min_ax.lines[0].get_ydata(), lo[0])
+    assert "largest" in max_ax.get_ylabel() and "smallest" in min_ax.get_ylabel()
 
 
 def test_shape_mismatch_is_a_clear_error():

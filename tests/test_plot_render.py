@@ -64,6 +64,17 @@ def test_1d_draws_loss_and_accuracy(surf1d, tmp_path):
     assert is_png(paths[0]) and is_pdf(paths[1])
 
 
+def test_1d_with_eigenvalues_adds_the_ratio_and_the_eigenvalue_curves(tmp_path):
+    x = np.linspace(-1, 1, 11)
+    path = write_surface(tmp_path / "random_1d.h5", x, None,
+                         {"train_loss": 0.1 + x ** 2, "train_acc": accuracy(0.1 + x ** 2), "max_eig": 2.0 + x,
+                          "min_eig": -0.1 * x ** 2}, ATTRS)
+    paths = render(path, tmp_path)
+    assert [p.name for p in paths] == ["random_1d_loss_acc.png", "random_1d_convexity.png",
+                                       "random_1d_eigenvalues.png"]
+    assert all(is_png(p) for p in paths)
+
+
 def test_a_surface_just_started_renders(tmp_path):
     x, y = grid(7, 5)
     loss = np.full((5, 7), np.nan)

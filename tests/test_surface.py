@@ -139,3 +139,30 @@ def test_channels_last_layout_same_values_and_model_handed_back(convnet, small_d
         assert torch.equal(v, before[k]) and v.is_contiguous(), k
     with pytest.raises(LandscapeError, match="layout"):
         landscape.compute_surface(convnet, dirs, train, x, y, layout="nhwc", progress=False)
+
+
+class _Measure:
+    """An extra per-point measure with settings, like the Hessian extremes of ``--eig``."""
+
+    def __init__(self, **settings):
+        self.fingerprint = settings
+
+    def __call__(self, model):
+        return {"m": 1.0}
+
+
+def test_extra_measure_settings_are_checked_on_resume(tmp_path, convnet, small_digits):
+    train, _ = small_digits
+    dirs = landscape.random_directions(convnet, n=1)
+    x, path = np.linspace(-1, 1, 3), tmp_path / "s.h5"
+    landscape.compute_surface(convnet, dirs, train, x, out=path, extra=[_Measure(m_tol=0.1)], progress=False)
+    assert load_surface(path).attrs["m_tol"] == 0.1
+    landscape.compute_surface(convnet, dirs, train, x, out=path, extra=[_Measure(m_tol=0.1)], progress=False)
+    with pytest.raises(LandscapeError, match="m_tol=0.1, this command asks for m_tol=0.2"):
+        landscape.compute_surface(convnet, dirs, train, x, out=path, extra=[_Measure(m_tol=0.2)], progress=False)
+    with pytest.raises(LandscapeError, match="m_tol=0.1, this command asks for m_tol=none"):  # measure left out
+        landscape.compute_surface(convnet, dirs, train, x, out=path, progress=False)
+    plain = tmp_path / "plain.h5"
+    landscape.compute_surface(convnet, dirs, train, x, out=plain, progress=False)
+    with pytest.raises(LandscapeError, match="m_tol=none, this command asks for m_tol=0.1"):  # measure added
+        landscape.compute_surface(convnet, dirs, train, x, out=plain, extra=[_Measure(m_tol=0.1)], progress=False)

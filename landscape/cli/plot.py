@@ -38,9 +38,13 @@ def run(args: argparse.Namespace) -> int:
     if rank_of(get_comm()) != 0:
         return 0
     from ..plot import render
+    from ..workflow import eig_note
 
     paths = render(surface, job.surface_path().parent, formats=tuple(args.format), log=args.log, vmax=args.vmax)
     print(f"surface: {job.surface_path()}")
+    note = eig_note(surface)
+    if note:
+        print(note)
     for path in paths:
         print(f"figure:  {path}")
     return 0
@@ -53,7 +57,7 @@ def _run_trajectory(args: argparse.Namespace) -> int:
     from ..errors import LandscapeError
     from ..parallel import get_comm, rank_of
     from ..trajectory import draw_trajectory, prepare_trajectory_job
-    from ..workflow import run_surface_job
+    from ..workflow import eig_note, run_surface_job
 
     if (args.x is None) != (args.y is None):
         raise LandscapeError("with --trajectory give both --x and --y, or neither (the grid then covers the path)")
@@ -73,6 +77,9 @@ def _run_trajectory(args: argparse.Namespace) -> int:
                              log=args.log, vmax=args.vmax, formats=tuple(args.format))
     print(f"directions: {job.dir_file}")
     print(f"surface: {job.surface_path()}")
+    note = eig_note(surface)
+    if note:
+        print(note)
     for path in paths:
         print(f"figure:  {path}")
     return 0

@@ -33,9 +33,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="memory layout of 4D models (auto: the faster one, measured once per model and device)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads per process (default: 1 per rank under mpirun, torch's default otherwise)")
+    p.add_argument("--eig", action="store_true",
+                   help="also store max_eig and min_eig of the train-loss Hessian at every point (one Lanczos run "
+                        "per point, tens of Hessian-vector products each: far costlier than the loss)")
+    # SUPPRESS: absent unless given, so eig_options can tell "--eig-tol without --eig" from the default
+    p.add_argument("--eig-tol", type=positive_float, default=argparse.SUPPRESS, metavar="TOL",
+                   help="relative accuracy asked of both eigenvalues (default: 1e-3)")
+    p.add_argument("--eig-max-iter", type=positive_int, default=argparse.SUPPRESS, metavar="N",
+                   help="most Hessian-vector products per point (default: 100)")
+    p.add_argument("--eig-samples", type=positive_int, default=argparse.SUPPRESS, metavar="N",
+                   help="Hessian on a fixed random subset of N train samples (default: all)")
     p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
     p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
     p.add_argument("--no-progress", action="store_true")
+
+
+def eig_options(args: argparse.Namespace) -> dict:
+    """SurfaceJob's eig fields; the --eig-* options without --eig are refused rather than ignored."""
+    from ..errors import LandscapeError
+
+    given = {k: getattr(args, k) for k in ("eig_tol", "eig_max_iter", "eig_samples") if hasattr(args, k)}
+    if given and not args.eig:
+        raise LandscapeError(f"--{next(iter(given)).replace('_', '-')} applies only with --eig; add --eig")
+    return {"eig": args.eig, **given}
 
 
 def job_from_args(args: argparse.Namespace):
@@ -51,11 +71,12 @@ def job_from_args(args: argparse.Namespace):
                       orthogonalize=args.orthogonalize, dir_file=args.dir_file, samples=args.samples,
                       loss=args.loss, batch_size=args.batch_size, device=args.device, rtol=args.rtol,
                       min_samples=args.min_samples, precision=args.precision, layout=args.layout, threads=args.threads,
-                      out=args.out or str(Path("out") / Path(args.ckpt).stem), progress=not args.no_progress)
+                      out=args.out or str(Path("out") / Path(args.ckpt).stem), progress=not args.no_progress,
+                      **eig_options(args))
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..workflow import run_surface_job
+    from ..workflow import eig_note, run_surface_job
 
     from ..parallel import get_comm, rank_of
 
@@ -63,4 +84,7 @@ def run(args: argparse.Namespace) -> int:
     surface = run_surface_job(job)
     if rank_of(get_comm()) == 0:
         print(f"surface: {job.surface_path()} ({int(surface.done.sum())}/{surface.done.size} points)")
+        note = eig_note(surface)
+        if note:
+            print(note)
     return 0

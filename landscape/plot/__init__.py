@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import LandscapeError
 from .canvas import FORMATS, as_percent, new_figure, save_figure
 from .contours import contour, contourf, heatmap
-from .convexity import convexity_map, convexity_ratio
+from .convexity import convexity_map, convexity_ratio, eigenvalue_curves
 from .curves import CurveAxes, compare_curves, plot_curves
 from .labels import describe_surface, explained_variance_from, is_accuracy, is_loss, quantity_label
 from .levels import Levels, contour_levels
@@ -26,8 +26,8 @@ from .trajectory import plot_trajectory
 from .vtp import write_vtp
 
 __all__ = ["render", "KINDS", "plot_curves", "compare_curves", "CurveAxes", "contour", "contourf", "heatmap",
-           "surface3d", "write_vtp", "plot_trajectory", "convexity_map", "convexity_ratio", "contour_levels",
-           "Levels", "describe_surface", "save_figure"]
+           "surface3d", "write_vtp", "plot_trajectory", "convexity_map", "convexity_ratio", "eigenvalue_curves",
+           "contour_levels", "Levels", "describe_surface", "save_figure"]
 
 KINDS = ("curves", "contour", "contourf", "heatmap", "surface3d", "vtp", "convexity", "trajectory")
 STANDARD = ("train_loss", "test_loss", "train_acc", "test_acc")
@@ -71,7 +71,8 @@ def render(surface: Any, out_dir: str | os.PathLike | None = None, kinds: Sequen
 
     ``kinds="auto"``: a 1D surface gets loss-and-accuracy curves, a 2D one gets contour lines,
     filled contours, a heatmap and a 3D view of each loss and contours of each accuracy; both get
-    a convexity map when ``min_eig``/``max_eig`` are present and the path when a trajectory is
+    a convexity map when ``min_eig``/``max_eig`` are present (a 1D one also the two eigenvalues'
+    curves, ``<prefix>_eigenvalues``) and the path when a trajectory is
     given (``trajectory=(xs, ys)``, or ``trajectory_x``/``trajectory_y`` attributes). ``"all"``
     adds ``vtp`` (ParaView) files and every view of every array. ``log`` and ``vmax`` apply to
     losses. Files are named ``<prefix>_<array>_<kind>.<format>`` with ``prefix`` the surface
@@ -143,6 +144,11 @@ def render(surface: Any, out_dir: str | os.PathLike | None = None, kinds: Sequen
                 convexity_map(x, None, arrays["min_eig"], arrays["max_eig"], ax=fig.add_subplot(),
                               title=f"convexity — {text.title}" if text.title else "convexity", xlabel=text.xlabel)
                 written += save_figure(fig, out_dir / f"{prefix}_convexity", formats, dpi)
+                fig = new_figure((_WIDTH, 4.0))
+                title = f"Hessian eigenvalues — {text.title}" if text.title else "Hessian eigenvalues"
+                eigenvalue_curves(x, arrays["min_eig"], arrays["max_eig"], ax=fig.add_subplot(), done=done,
+                                  title=title, xlabel=text.xlabel)
+                written += save_figure(fig, out_dir / f"{prefix}_eigenvalues", formats, dpi)
             return written
 
         def draw_array(name: str) -> list[Path]:

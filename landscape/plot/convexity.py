@@ -3,7 +3,8 @@
 Li et al. (2018, section 6) map this ratio over the same 2D grid as the loss: near zero the
 negative curvature is negligible next to the positive one (locally convex, shown dark); large
 values mark significant non-convexity. Points where ``max_eig`` is zero or either value is
-missing are left blank. A 1D surface gives a curve.
+missing are left blank. A 1D surface gives a curve, and `eigenvalue_curves` shows the two
+eigenvalues themselves along the line.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from ..errors import LandscapeError
-from .canvas import axes_for, curve_arrays
+from .canvas import axes_for, curve_arrays, note_missing
 from .contours import heatmap
 from .labels import QUANTITIES
 
@@ -57,3 +58,38 @@ def convexity_map(x: Sequence[float], y: Sequence[float] | None, min_eig: np.nda
         return line
     return heatmap(x, y, ratio, vmin=0.0, vmax=top, method="linear", ax=ax, cmap=cmap, label=label,
                    title=title, xlabel=xlabel, ylabel=ylabel, landmarks=landmarks)
+
+
+MAX_COLOR, MIN_COLOR = "C0", "C3"
+
+
+def eigenvalue_curves(x: Sequence[float], min_eig: np.ndarray, max_eig: np.ndarray, *, ax: Axes | None = None,
+                      title: str | None = None, xlabel: str = r"$\alpha$",
+                      done: Sequence[bool] | None = None) -> tuple[Axes, Axes]:
+    """λmax (left axis, blue) and λmin (twin right axis, red) along one direction.
+
+    Two axes because λmin is usually one or two orders of magnitude smaller than λmax: on a
+    shared scale it would lie flat on zero. A dotted line marks λmin = 0 (locally convex above
+    it). Returns ``(max_axes, min_axes)``, in the style of `plot_curves`.
+    """
+    xs, hi = curve_arrays(x, max_eig, "max_eig")
+    _, lo = curve_arrays(x, min_eig, "min_eig")
+    ax = axes_for(ax, figsize=(5.6, 4.0))
+    (h_max,) = ax.plot(xs, hi, "-", color=MAX_COLOR, lw=1.8, label=r"$\lambda_{max}$")
+    min_ax = ax.twinx()
+    (h_min,) = min_ax.plot(xs, lo, "-", color=MIN_COLOR, lw=1.8, label=r"$\lambda_{min}$")
+    min_ax.axhline(0.0, color=MIN_COLOR, lw=0.8, ls=":", alpha=0.7)
+    for a, color, name in ((ax, MAX_COLOR, "max_eig"), (min_ax, MIN_COLOR, "min_eig")):
+        lo_lim, hi_lim = a.get_ylim()
+        a.set_ylim(top=hi_lim + (hi_lim - lo_lim) * 0.14)  # headroom for the legend
+        a.set_ylabel(QUANTITIES[name], color=color)
+        a.tick_params(axis="y", colors=color)
+    ax.set_xlim(float(np.min(xs)), float(np.max(xs)))
+    ax.set_xlabel(xlabel)
+    ax.grid(True, color="0.92", lw=0.6)
+    ax.set_axisbelow(True)
+    ax.legend(handles=[h_max, h_min], loc="upper center", fontsize=8, frameon=False, ncol=2)
+    if title:
+        ax.set_title(title, fontsize=9)
+    note_missing(min_ax, max_eig, done)
+    return ax, min_ax

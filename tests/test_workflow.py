@@ -1,0 +1,90 @@
+"""SurfaceJob with eig=True: per-point Hessian extremes against the exact Hessian, and resume rules."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import landscape
+from hessian_cases import exact_hessian, tiny_mlp
+from landscape.data import subset_indices
+from landscape.directions import load_directions
+from landscape.errors import LandscapeError
+from landscape.params import weight_tensors
+from landscape.workflow import SurfaceJob, eig_note, run_surface_job
+
+EIG_SAMPLES = 200
+
+
+@pytest.fixture(scope="module")
+def mlp_ckpt(tmp_path_factory):
+    """The 910-parameter tanh MLP of the Hessian tests, as a float32 digits checkpoint."""
+    path = tmp_path_factory.mktemp("mlp") / "model.pt"
+    return landscape.save_checkpoint(path, tiny_mlp().float(), {"dataset": "digits"})
+
+
+def _job(ckpt, out, **kw) -> SurfaceJob:
+    args = dict(x=np.linspace(-1, 1, 3), y=np.linspace(-1, 1, 3), samples=EIG_SAMPLES, splits=("train",),
+                batch_size=256, eig=True, eig_samples=EIG_SAMPLES, out=str(out), progress=False)
+    return SurfaceJob(ckpt=str(ckpt), **{**args, **kw})
+
+
+def test_stored_extremes_are_those_of_the_exact_hessian_at_the_shifted_weights(mlp_ckpt, tmp_path):
+    job = _job(mlp_ckpt, tmp_path)
+    surf = run_surface_job(job)
+    assert surf["max_eig"].shape == surf["min_eig"].shape == (3, 3) and surf.done.all()
+    assert np.all(surf["eig_converged"] == 1.0)
+    assert (surf.attrs["eig_tol"], surf.attrs["eig_max_iter"], surf.attrs["eig_samples"],
+            surf.attrs["eig_seed"]) == (1e-3, 100, EIG_SAMPLES, 0)
+
+    # Independent reference: the model in float64, weights set by hand from the saved direction
+    # file, the dense Hessian of the mean loss over the same fixed subset of train samples.
+    base = landscape.load_checkpoint(mlp_ckpt).model.double()
+    dirs, _ = load_directions(tmp_path / "random_2d_directions.h5", base)
+    train = landscape.get_dataset("digits", "train")
+    idx = subset_indices(len(train.inputs), EIG_SAMPLES, 0)
+    x, y = train.inputs[idx].double(), train.targets[idx]
+    tol = job.eig_tol
+    for j, i in [(0, 0), (1, 1), (2, 1)]:
+        m = copy.deepcopy(base)
+        with torch.no_grad():
+            for name, t in weight_tensors(m, "weights").items():
+                t += surf.x[i] * dirs[0][name].double() + surf.y[j] * dirs[1][name].double()
+        ev = torch.linalg.eigvalsh(exact_hessian(m, x, y)).numpy()
+        assert surf["max_eig"][j, i] == pytest.approx(ev[-1], rel=tol), (i, j)
+        assert surf["min_eig"][j, i] == pytest.approx(ev[0], rel=tol), (i, j)
+    assert np.ptp(surf["max_eig"]) > 0.1 * abs(surf["max_eig"][1, 1])  # the points really differ
+
+
+def test_resume_checks_the_eig_settings(mlp_ckpt, tmp_path, capsys):
+    line = dict(y=None, x=np.linspace(-1, 1, 3))
+    first = run_surface_job(_job(mlp_ckpt, tmp_path, **line))
+    again = run_surface_job(_job(mlp_ckpt, tmp_path, **line))  # the same job: nothing recomputed
+    assert "nothing to do" in capsys.readouterr().out
+    assert np.array_equal(first["max_eig"], again["max_eig"])
+    with pytest.raises(LandscapeError, match="eig_tol=0.001, this command asks for eig_tol=0.0001"):
+        run_surface_job(_job(mlp_ckpt, tmp_path, eig_tol=1e-4, **line))
+    with pytest.raises(LandscapeError, match="eig_samples=200, this command asks for eig_samples=300"):
+        run_surface_job(_job(mlp_ckpt, tmp_path, eig_samples=300, **line))
+    with pytest.raises(LandscapeError, match="with --eig --eig-tol 0.001 --eig-max-iter 100 --eig-samples 200"):
+        run_surface_job(_job(mlp_ckpt, tmp_path, eig=False, **line))
+    plain = tmp_path / "plain"
+    run_surface_job(_job(mlp_ckpt, plain, eig=False, **line))
+    with pytest.raises(LandscapeError, match="computed without --eig; use another --out"):
+        run_surface_job(_job(mlp_ckpt, plain, **line))
+
+
+@pytest.mark.parametrize("bad, fragment", [(dict(eig_tol=-1.0), "--eig-tol must be positive"),
+                                           (dict(eig_max_iter=1), "--eig-max-iter must be at least 2"),
+                                           (dict(eig_samples=0), "--eig-samples must be positive")])
+def test_bad_eig_settings_are_refused_before_any_work(mlp_ckpt, tmp_path, bad, fragment):
+    with pytest.raises(LandscapeError, match=fragment):
+        run_surface_job(_job(mlp_ckpt, tmp_path, **bad))
+    assert not any(tmp_path.iterdir())
+
+
+def test_points_whose_lanczos_stopped_early_are_flagged(mlp_ckpt, tmp_path):
+    surf = run_surface_job(_job(mlp_ckpt, tmp_path, y=None, eig_max_iter=2, eig_tol=1e-12))
+    assert np.all(surf["eig_converged"] == 0.0) and np.all(surf["min_eig"] <= surf["max_eig"])
+    assert eig_note(surf).startswith("note: at 3/3 points Lanczos did not reach --eig-tol")
+    assert eig_note(run_surface_job(_job(mlp_ckpt, tmp_path / "ok", y=None))) is None
