@@ -1,0 +1,153 @@
+"""BatchNorm folding: the twin computes what the model computes, before and after weights move."""
+import pytest
+import torch
+from torch import nn
+
+import landscape
+from landscape.evaluation import channels_last_model
+from landscape.fusion import fold_batchnorm
+from landscape.params import WeightShifter
+
+SHAPES = {"convnet": (1, 8, 8), "resnet20": (3, 32, 32), "vgg9": (3, 32, 32)}
+
+
+def _with_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial running statistics and affine parameters, so folding has something to get wrong."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0, 0.5, generator=g)
+                m.running_var.uniform_(0.3, 3.0, generator=g)
+                m.weight.normal_(1, 0.5, generator=g)
+                m.bias.normal_(0, 0.5, generator=g)
+    return model.eval()
+
+
+def _model(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    return _with_bn_stats(landscape.build_model(name, input_shape=SHAPES[name], num_classes=10))
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-5) -> bool:
+    return float((a - b).abs().max()) <= rel * float(a.abs().max())
+
+
+def _run(model, x):
+    with torch.inference_mode():
+        return model(x)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_folded_twin_matches_model_and_follows_shifted_weights(name, layout):
+    model = _model(name)
+    x = torch.randn(6, *SHAPES[name], generator=torch.Generator().manual_seed(1))
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = x.contiguous(memory_format=fmt)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with channels_last_model(model, layout == "channels_last"):
+        twin = fold_batchnorm(model, x)
+        assert twin is not None, fold_batchnorm.reason
+        n_bn = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        assert twin.n_folded == n_bn  # every BN here follows a conv (vgg9: and one linear)
+        assert _close(_run(model, x), _run(twin, x))
+        for p in twin._pairs:  # folded weights in the model's layout
+            assert p.folded.weight.stride() == p.layer.weight.stride()
+        for kind in ("weights", "states"):  # states also moves the BN running statistics
+            dirs = landscape.random_directions(model, 2, kind=kind, seed=3)
+            shifter = WeightShifter(model, dirs, kind)
+            for coeffs in [(0.4, -0.3), (-0.8, 0.6)]:
+                shifter.set(coeffs)
+                twin.sync()
+                assert _close(_run(model, x), _run(twin, x)), (kind, coeffs)
+            shifter.restore()
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "folding must not touch the model's tensors"
+
+
+def test_twin_shares_every_module_but_the_folded_layers():
+    model = _model("resnet20")
+    twin = fold_batchnorm(model, torch.randn(2, 3, 32, 32))
+    own = {id(m) for m in model.modules()}
+    folded = {id(p.folded) for p in twin._pairs}
+    for m in twin.graph_module.modules():
+        if m is not twin.graph_module:
+            assert (id(m) in own) != (id(m) in folded)
+    # the in-place ReLUs are graph rewrites: the model's own ReLU modules are not changed
+    vgg = _model("vgg9")
+    flags = [m.inplace for m in vgg.modules() if isinstance(m, nn.ReLU)]
+    fold_batchnorm(vgg, torch.randn(2, 3, 32, 32))
+    assert flags == [m.inplace for m in vgg.modules() if isinstance(m, nn.ReLU)]
+
+
+class _UsedTwice(nn.Module):
+    """conv1's output feeds its BN and the sum: that pair must stay; conv2 -> bn2 folds."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        y = self.conv1(x)
+        z = torch.relu(self.bn1(y) + y)
+        return torch.relu(self.bn2(self.conv2(z))).flatten(1)
+
+
+def test_conv_output_used_twice_is_not_folded():
+    model = _with_bn_stats(_UsedTwice())
+    x = torch.randn(5, 1, 6, 6)
+    twin = fold_batchnorm(model, x)
+    assert twin.n_folded == 1 and twin._pairs[0].layer is model.conv2
+    assert _close(_run(model, x), _run(twin, x))
+
+
+class _ReluOnInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(torch.relu(x))))
+
+
+def test_relu_on_a_graph_input_stays_out_of_place():
+    model = _with_bn_stats(_ReluOnInput())
+    twin = fold_batchnorm(model)
+    x = torch.randn(4, 2, 3, 3)
+    x0 = x.clone()
+    assert _close(_run(model, x), _run(twin, x))
+    assert torch.equal(x, x0), "the twin must not overwrite its input"
+    assert twin.n_relu_inplace == 1  # only the ReLU after the folded conv
+
+
+class _Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent Python control flow: torch.fx cannot trace this
+            x = -x
+        return self.bn(self.conv(x)).flatten(1)
+
+
+def test_untraceable_model_training_mode_and_no_pairs_give_a_reason():
+    assert fold_batchnorm(_with_bn_stats(_Branchy())) is None
+    assert "trace" in fold_batchnorm.reason and "\n" not in fold_batchnorm.reason
+    model = _model("convnet").train()
+    assert fold_batchnorm(model) is None and "training" in fold_batchnorm.reason
+    assert fold_batchnorm(landscape.build_model("mlp")) is None and "BatchNorm" in fold_batchnorm.reason
+
+
+def test_linear_batchnorm_folds_only_when_its_input_is_known_2d():
+    torch.manual_seed(0)
+    mlp = _with_bn_stats(landscape.build_model("mlp", hidden=(16,), batchnorm=True))
+    x = torch.randn(7, 1, 8, 8)
+    assert fold_batchnorm(mlp) is None  # no example: the linear's output rank is unknown
+    twin = fold_batchnorm(mlp, x)
+    assert twin.n_folded == 1 and _close(_run(mlp, x), _run(twin, x))
+    # (N, 4, 4) through Linear(4, 4): BatchNorm1d normalises dim 1, which is not the linear's features
+    seq = _with_bn_stats(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)))
+    assert fold_batchnorm(seq, torch.randn(3, 4, 4)) is None
