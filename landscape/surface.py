@@ -184,7 +184,7 @@ class SurfaceStore(MemoryStore):
             recorded = json.loads(old.get("fingerprint_keys", "[]"))
             wanted = {**self.fingerprint, **{k: "none" for k in recorded if k not in self.fingerprint}}
             for key, want in wanted.items():
-                have = old.get(key, "none")
+                have = old.get(key, _BEFORE_RECORDED.get(key, "none"))
                 if str(have) != str(want):
                     raise LandscapeError(f"{self.path} was computed with {key}={_short(have)}, this command asks for "
                                          f"{key}={_short(want)}; use another --out, or delete the file to recompute")
@@ -248,6 +248,10 @@ class SurfaceStore(MemoryStore):
         if self.journal_path.exists() and self.journal_path.stat().st_size == 0:
             self.journal_path.unlink()
 
+
+
+# Settings recorded only since a later version, as files written before then were computed.
+_BEFORE_RECORDED = {"fold_bn": 0}
 
 
 def _short(value: Any, n: int = 60) -> str:
@@ -322,7 +326,7 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
                     device: str | torch.device | None = None, kind: str = "weights", samples: int | None = None,
                     subset_seed: int = 0, rtol: float | None = None, min_samples: int = 512,
                     precision: str = "fp32", layout: str = "contiguous", extra: Sequence[PointFn] = (),
-                    progress: bool = True,
+                    fold_bn: bool | str = "auto", progress: bool = True,
                     attrs: Mapping[str, Any] | None = None, comm: Any = "auto",
                     flush_seconds: float = 5.0) -> Surface:
     """Evaluate loss and accuracy at ``w0 + x_i dx (+ y_j dy)`` for every grid point.
@@ -336,9 +340,14 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     goes and resumed if the file exists. Under ``mpirun`` (``comm="auto"``) the grid is shared
     among the ranks and rank 0 writes; every rank gets the finished `Surface` back.
     ``layout="channels_last"`` runs 4D models in that memory layout (often faster on CPUs) and
-    hands the model back in its original layout.
+    hands the model back in its original layout. ``fold_bn`` evaluates a twin of the model with
+    each eval-mode BatchNorm folded into the convolution before it (`landscape.fusion`), refolded
+    after every move of the weights: ``"auto"`` when the model allows it, ``True`` or an error
+    saying why not, ``False`` never; values differ from unfolded ones by float rounding. The
+    number of folded pairs is stored (``fold_bn``) and must match on resume. ``extra`` callables
+    always get the model itself.
     """
-    from .evaluation import AdaptiveEvaluator, channels_last_model
+    from .evaluation import AdaptiveEvaluator, channels_last_model, resolve_device
     from .parallel import get_comm, rank_of, run_points
 
     comm = get_comm() if comm == "auto" else comm
@@ -352,20 +361,21 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     if comm is not None:  # identical directions on every rank, whatever each rank was given
         directions = comm.bcast(directions if writer else None, root=0)
 
-    splits = _as_splits(data, test_data)
+    splits = {split: _subset(*as_tensors(d), samples, subset_seed) for split, d in _as_splits(data, test_data).items()}
+    example = next(iter(splits.values()))[0][:2].to(resolve_device(None, model))
+    twin = _folded_twin(model, fold_bn, example)  # built in the model's layout; sync() follows a layout change
+    evaluated = model if twin is None else twin
     evaluators, subsets = {}, {}
-    for split, d in splits.items():
-        xs, ys = as_tensors(d)
-        xs, ys, idx = _subset(xs, ys, samples, subset_seed)
+    for split, (xs, ys, idx) in splits.items():
         subsets[split] = idx
         if layout not in ("contiguous", "channels_last"):
             raise LandscapeError(f"unknown layout {layout!r}; use 'contiguous' or 'channels_last'")
         cl = layout == "channels_last"
         if rtol:
-            evaluators[split] = AdaptiveEvaluator(model, (xs, ys), loss, batch_size, device, precision, rtol,
+            evaluators[split] = AdaptiveEvaluator(evaluated, (xs, ys), loss, batch_size, device, precision, rtol,
                                                   min_samples, subset_seed, channels_last=cl)
         else:
-            evaluators[split] = Evaluator(model, (xs, ys), loss, batch_size, device, precision, channels_last=cl)
+            evaluators[split] = Evaluator(evaluated, (xs, ys), loss, batch_size, device, precision, channels_last=cl)
 
     # Checked in this order on resume, so the first mismatch named is the most telling one.
     fingerprint = {
@@ -374,7 +384,7 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
         "directions": directions_fingerprint(directions), "kind": kind, "splits": sorted(splits),
         "samples": samples if samples else "all", "subsets": {s: _tensor_hash(i) for s, i in subsets.items()},
         "n_samples": {s: ev.n for s, ev in evaluators.items()}, "loss": loss_name(loss),
-        "precision": precision, "rtol": rtol if rtol else "none",
+        "precision": precision, "rtol": rtol if rtol else "none", "fold_bn": 0 if twin is None else twin.n_folded,
     }
     for f in extra:  # an extra measure's own settings (e.g. Lanczos tolerance) must match on resume too
         fingerprint.update(getattr(f, "fingerprint", None) or {})
@@ -398,6 +408,8 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
         todo = comm.bcast(todo, root=0)
 
     with channels_last_model(model, layout == "channels_last"):
+        if twin is not None:
+            twin.sync()
         if rtol:
             for ev in evaluators.values():  # per-sample losses at the centre: the control variate
                 ev.set_control()
@@ -406,6 +418,8 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
 
         def point(p: int) -> dict[str, float]:
             shifter.set(grid.coords(p))
+            if twin is not None:
+                twin.sync()
             values: dict[str, float] = {}
             for split, ev in evaluators.items():
                 if rtol:
@@ -429,6 +443,23 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
                 store.close()
     result = store.surface() if writer else None
     return comm.bcast(result, root=0) if comm is not None else result
+
+
+def _folded_twin(model: nn.Module, fold_bn: bool | str, example: torch.Tensor):
+    """The model with BatchNorm folded (`landscape.fusion`), or None to evaluate the model itself."""
+    from .evaluation import eval_mode
+    from .fusion import fold_batchnorm
+
+    if fold_bn not in (True, False, "auto", "on", "off"):
+        raise LandscapeError(f"fold_bn must be True, False or 'auto', got {fold_bn!r}")
+    if fold_bn in (False, "off"):
+        return None
+    with eval_mode(model):  # evaluated in eval mode, so that is the mode to fold in
+        twin = fold_batchnorm(model, example)
+    if twin is None and fold_bn in (True, "on"):
+        raise LandscapeError(f"fold_bn is on but BatchNorm cannot be folded: {fold_batchnorm.reason}; use fold_bn "
+                             "'auto' (--fold-bn auto) to fall back to the model as it is")
+    return twin
 
 
 def _progress(total: int, enabled: bool, desc: str):

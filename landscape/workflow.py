@@ -50,6 +50,7 @@ class SurfaceJob:
     min_samples: int = 512
     precision: str = "fp32"
     layout: str = "contiguous"
+    fold_bn: str = "auto"  # auto | on | off: evaluate with BatchNorm folded into the convs (landscape.fusion)
     threads: int | None = None
     out: str = "out"
     progress: bool = True
@@ -74,7 +75,7 @@ def load_job_checkpoint(path: str, job: SurfaceJob, device: str = "cpu") -> Chec
 
 
 def _existing_attr(path: Path, name: str):
-    """A resumed surface keeps the batch size and layout it was started with (sums stay bit-identical)."""
+    """A resumed surface keeps the batch size, layout and BN folding it was started with (sums stay bit-identical)."""
     if not path.exists():
         return None
     import h5py
@@ -220,6 +221,9 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     out = job.surface_path()
     batch_size = job.batch_size
     layout = None if job.layout == "auto" else job.layout
+    fold_bn = {True: "on", False: "off"}.get(job.fold_bn, job.fold_bn)
+    if fold_bn not in ("auto", "on", "off"):
+        raise LandscapeError(f"--fold-bn must be auto, on or off, got {job.fold_bn!r}")
     error = None
     if rank_of(comm) == 0:
         try:
@@ -238,6 +242,8 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
                         {**dir_attrs, "checkpoint_sha256": base.sha256, "checkpoint": str(job.ckpt)})
         batch_size = batch_size or _existing_attr(out, "batch_size")
         layout = layout or _existing_attr(out, "layout")
+        if fold_bn == "auto" and _existing_attr(out, "format") == "landscape-surface":  # resume as it was made
+            fold_bn = "on" if (_existing_attr(out, "fold_bn") or 0) > 0 else "off"
         if not batch_size or not layout:
             from .data import as_tensors
             from .evaluation import cached_batch_size, cached_layout
@@ -246,13 +252,13 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
             batch_size = int(batch_size or cached_batch_size(base.model, inputs))
             layout = layout or cached_layout(base.model, inputs, batch_size)
     if comm is not None:
-        batch_size, layout = comm.bcast((batch_size, layout), root=0)
+        batch_size, layout, fold_bn = comm.bcast((batch_size, layout, fold_bn), root=0)
     attrs = {"dataset": name, "checkpoint": str(job.ckpt), "checkpoint_sha256": base.sha256, "mode": job.mode,
              "model": base.meta.get("model", ""),
              **{k: v for k, v in dir_attrs.items() if k != "kind"},
              **{f"meta_{k}": v for k, v in base.meta.items() if isinstance(v, (int, float, str))}}
     return compute_surface(base.model, directions, splits, job.x, job.y, out, loss=job.loss,
                            batch_size=int(batch_size), device=device, kind=kind, samples=job.samples,
-                           layout=str(layout),
+                           layout=str(layout), fold_bn=fold_bn,
                            rtol=job.rtol, min_samples=job.min_samples, precision=job.precision, extra=extra,
                            progress=job.progress, attrs=attrs, comm=comm)

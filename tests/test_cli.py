@@ -65,3 +65,17 @@ def test_plot_with_eig_end_to_end_then_resume_rules(trained_ckpt, tmp_path, caps
         assert main(["surface", *common, *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert fragment in err and len(err.splitlines()) == 1
+
+
+def test_fold_bn_flag_reaches_the_surface_and_its_resume_check(trained_ckpt, tmp_path, capsys):
+    from landscape.cli import main
+    from landscape.surface import load_surface
+
+    common = ["surface", "--ckpt", str(trained_ckpt), "--x", "-1:1:3", "--samples", "100", "--splits", "train",
+              "--no-progress", "--threads", "1", "--out", str(tmp_path)]
+    assert main([*common, "--fold-bn", "off"]) == 0
+    assert load_surface(tmp_path / "random_1d.h5").attrs["fold_bn"] == 0
+    capsys.readouterr()
+    assert main([*common, "--fold-bn", "on"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "fold_bn=0, this command asks for fold_bn=3" in err and len(err.splitlines()) == 1

@@ -166,3 +166,88 @@ def test_extra_measure_settings_are_checked_on_resume(tmp_path, convnet, small_d
     landscape.compute_surface(convnet, dirs, train, x, out=plain, progress=False)
     with pytest.raises(LandscapeError, match="m_tol=none, this command asks for m_tol=0.1"):  # measure added
         landscape.compute_surface(convnet, dirs, train, x, out=plain, extra=[_Measure(m_tol=0.1)], progress=False)
+
+
+def _bn_convnet():
+    """The digits convnet with non-trivial BatchNorm statistics (folding then changes every weight)."""
+    torch.manual_seed(0)
+    model = landscape.build_model("convnet", input_shape=(1, 8, 8), num_classes=10, channels=(4, 8, 8))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.3, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+                m.weight.normal_(1, 0.3, generator=g)
+                m.bias.normal_(0, 0.3, generator=g)
+    return model
+
+
+@pytest.mark.parametrize("kind, layout, rtol", [("weights", "contiguous", None), ("states", "channels_last", None),
+                                                ("weights", "channels_last", 0.05)])
+def test_fold_bn_agrees_with_unfolded_extras_get_the_model_and_it_comes_back(small_digits, kind, layout, rtol):
+    train, _ = small_digits
+    model = _bn_convnet()
+    dirs = landscape.random_directions(model, n=2, kind=kind, seed=4, ignore="none")  # states: BN statistics move
+    x, y = np.linspace(-1, 1, 3), np.linspace(-0.5, 0.5, 2)
+    modules = list(model.modules())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+    common = dict(kind=kind, layout=layout, rtol=rtol, min_samples=64, batch_size=64, progress=False)
+    off = landscape.compute_surface(model, dirs, train, x, y, fold_bn=False, **common)
+    auto = landscape.compute_surface(model, dirs, train, x, y, extra=[lambda m: seen.append(m) or {}], **common)
+    assert (off.attrs["fold_bn"], auto.attrs["fold_bn"]) == (0, 3)
+    assert np.allclose(auto["train_loss"], off["train_loss"], rtol=1e-5, atol=0)
+    assert np.array_equal(auto["train_acc"], off["train_acc"])
+    assert all(m is model for m in seen) and len(seen) == auto.done.size
+    assert list(model.modules()) == modules and all(a is b for a, b in zip(model.modules(), modules))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]) and v.is_contiguous(), k
+
+
+class _Untraceable(torch.nn.Module):
+    """Data-dependent Python control flow: torch.fx cannot trace it, so nothing is folded."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4)
+        self.fc = torch.nn.Linear(4 * 36, 10)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            x = x * 0.5
+        return self.fc(self.bn(self.conv(x)).flatten(1))
+
+
+def test_fold_bn_auto_falls_back_on_untraceable_models_and_on_refuses(small_digits):
+    train, _ = small_digits
+    torch.manual_seed(0)
+    model = _Untraceable().eval()
+    dirs = landscape.random_directions(model, n=1)
+    x = np.linspace(-1, 1, 3)
+    auto = landscape.compute_surface(model, dirs, train, x, progress=False)
+    off = landscape.compute_surface(model, dirs, train, x, fold_bn=False, progress=False)
+    assert auto.attrs["fold_bn"] == 0 and np.array_equal(auto["train_loss"], off["train_loss"])
+    with pytest.raises(LandscapeError, match="cannot be folded: torch.fx cannot trace _Untraceable") as e:
+        landscape.compute_surface(model, dirs, train, x, fold_bn=True, progress=False)
+    assert "\n" not in str(e.value)
+    with pytest.raises(LandscapeError, match="fold_bn must be"):
+        landscape.compute_surface(model, dirs, train, x, fold_bn="yes", progress=False)
+
+
+def test_resume_with_other_fold_bn_is_refused(tmp_path, small_digits):
+    train, _ = small_digits
+    model = _bn_convnet()
+    dirs = landscape.random_directions(model, n=1)
+    x, path = np.linspace(-1, 1, 3), tmp_path / "s.h5"
+    landscape.compute_surface(model, dirs, train, x, out=path, progress=False)
+    assert load_surface(path).attrs["fold_bn"] == 3
+    with pytest.raises(LandscapeError, match="fold_bn=3, this command asks for fold_bn=0"):
+        landscape.compute_surface(model, dirs, train, x, out=path, fold_bn=False, progress=False)
+    plain = tmp_path / "plain.h5"
+    landscape.compute_surface(model, dirs, train, x, out=plain, fold_bn=False, progress=False)
+    with pytest.raises(LandscapeError, match="fold_bn=0, this command asks for fold_bn=3"):
+        landscape.compute_surface(model, dirs, train, x, out=plain, progress=False)
+    with h5py.File(plain, "a") as f:  # a file from before fold_bn was recorded was computed unfolded
+        del f.attrs["fold_bn"]
+    landscape.compute_surface(model, dirs, train, x, out=plain, fold_bn=False, progress=False)

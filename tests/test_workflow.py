@@ -1,4 +1,4 @@
-"""SurfaceJob with eig=True: per-point Hessian extremes against the exact Hessian, and resume rules."""
+"""SurfaceJob: per-point Hessian extremes (eig=True) against the exact Hessian, and resume rules (eig, fold_bn)."""
 import copy
 
 import numpy as np
@@ -88,3 +88,22 @@ def test_points_whose_lanczos_stopped_early_are_flagged(mlp_ckpt, tmp_path):
     assert np.all(surf["eig_converged"] == 0.0) and np.all(surf["min_eig"] <= surf["max_eig"])
     assert eig_note(surf).startswith("note: at 3/3 points Lanczos did not reach --eig-tol")
     assert eig_note(run_surface_job(_job(mlp_ckpt, tmp_path / "ok", y=None))) is None
+
+
+def test_fold_bn_auto_resumes_a_file_the_way_it_was_made(trained_ckpt, tmp_path, capsys):
+    """A BN convnet: auto folds a new surface, follows an existing file's choice, and on/off must match it."""
+    line = dict(y=None, eig=False, eig_samples=None, threads=1)
+    fresh = run_surface_job(_job(trained_ckpt, tmp_path / "auto", **line))
+    assert fresh.attrs["fold_bn"] == 3
+    off = run_surface_job(_job(trained_ckpt, tmp_path / "off", fold_bn="off", **line))
+    assert off.attrs["fold_bn"] == 0
+    assert np.allclose(fresh["train_loss"], off["train_loss"], rtol=1e-5, atol=0)
+    capsys.readouterr()
+    again = run_surface_job(_job(trained_ckpt, tmp_path / "off", **line))  # auto: unfolded, as the file was made
+    assert "nothing to do" in capsys.readouterr().out and again.attrs["fold_bn"] == 0
+    with pytest.raises(LandscapeError, match="fold_bn=0, this command asks for fold_bn=3"):
+        run_surface_job(_job(trained_ckpt, tmp_path / "off", fold_bn="on", **line))
+    with pytest.raises(LandscapeError, match="fold_bn=3, this command asks for fold_bn=0"):
+        run_surface_job(_job(trained_ckpt, tmp_path / "auto", fold_bn="off", **line))
+    with pytest.raises(LandscapeError, match="--fold-bn must be auto, on or off"):
+        run_surface_job(_job(trained_ckpt, tmp_path / "bad", fold_bn="sometimes", **line))

@@ -4,7 +4,9 @@ Reports, from one process on one machine: points and samples per second; per-poi
 the best warmed-up eager ``model(x)`` pass over the same samples (the overhead ratio, batch
 sizes scanned); achieved FLOP/s against the measured matmul peak; each floor-lowering option as
 a time ratio; the work saved by ``--rtol`` on a dataset of at least 4,000 samples; and, under
-mpirun, the speedup and parallel efficiency over one rank with one thread.
+mpirun, the speedup and parallel efficiency over one rank with one thread. The timed surface
+runs with its defaults, so it folds BatchNorm where the model allows (``fold_bn`` pairs) and
+can run below the eager floors.
 """
 from __future__ import annotations
 
@@ -121,15 +123,22 @@ def _option_ratios(model, dirs, data, bs: int, layout: str, device, n: int = 15)
     """Time per point of each floor-lowering choice over the chosen setup's (lower is better).
 
     Each variant is timed in turns with the chosen setup (same evaluator code, n points each,
-    median of the paired ratios), for the same reason as the overhead ratio.
+    median of the paired ratios), for the same reason as the overhead ratio. The chosen setup
+    folds BatchNorm when the model allows it (the surface's default); ``fold_bn_vs_unfolded``
+    is that setup's time over the same setup without folding (refolding at every point included).
     """
-    from ..evaluation import Evaluator
+    from ..evaluation import Evaluator, eval_mode
+    from ..fusion import fold_batchnorm
     from ..params import WeightShifter
 
-    def timer(batch_size: int, precision: str, lay: str):
+    def timer(batch_size: int, precision: str, lay: str, fold: bool = True):
         with channels_last_model(model, lay == "channels_last"):
-            ev = Evaluator(model, data, batch_size=batch_size, device=device, precision=precision,
-                           channels_last=lay == "channels_last")
+            with eval_mode(model):
+                twin = fold_batchnorm(model, data.inputs[:2].to(device)) if fold else None
+            ev = Evaluator(model if twin is None else twin, data, batch_size=batch_size, device=device,
+                           precision=precision, channels_last=lay == "channels_last")
+            if twin is not None:
+                twin.sync()
             ev()
 
         def per_point() -> float:
@@ -138,9 +147,12 @@ def _option_ratios(model, dirs, data, bs: int, layout: str, device, n: int = 15)
                 t0 = time.perf_counter()
                 for k in range(n):
                     shifter.set((0.01 * k, -0.01 * k))
+                    if twin is not None:
+                        twin.sync()
                     ev()
                 shifter.restore()
                 return (time.perf_counter() - t0) / n
+        per_point.folded = twin is not None
         return per_point
 
     other = "contiguous" if layout == "channels_last" else "channels_last"
@@ -155,6 +167,10 @@ def _option_ratios(model, dirs, data, bs: int, layout: str, device, n: int = 15)
         variant = timer(*spec)
         pairs = [(variant(), chosen()) for _ in range(5)]
         ratios[name] = float(np.median([v / c for v, c in pairs]))
+    if chosen.folded:
+        unfolded = timer(bs, "fp32", layout, fold=False)
+        pairs = [(chosen(), unfolded()) for _ in range(5)]
+        ratios["fold_bn_vs_unfolded"] = float(np.median([f / u for f, u in pairs]))
     return ratios
 
 
@@ -239,6 +255,10 @@ def run(args: argparse.Namespace) -> dict:
         "flops_per_point": flops_point, "achieved_flops": flops_point / per_point, "matmul_peak_flops": peak,
         "fraction_of_peak": flops_point / per_point / peak,
     })
+    from ..fusion import fold_batchnorm
+
+    twin = fold_batchnorm(model, inputs[:2])  # what the timed surface (fold_bn="auto") evaluates
+    result["fold_bn"] = 0 if twin is None else twin.n_folded
     result["options"] = _option_ratios(model, dirs, data, bs, layout, device)
     if args.rtol > 0:  # --rtol 0 skips the adaptive-precision comparison (it trains a model first)
         result.update(_rtol_work(args, device))

@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     p.add_argument("--layout", default="contiguous", choices=["auto", "contiguous", "channels_last"],
                    help="memory layout of 4D models (auto: the faster one, measured once per model and device)")
+    p.add_argument("--fold-bn", default="auto", choices=["auto", "on", "off"],
+                   help="evaluate with each eval-mode BatchNorm folded into the conv before it, refolded at every "
+                        "point (auto: when the model allows it; values differ from unfolded at float rounding)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads per process (default: 1 per rank under mpirun, torch's default otherwise)")
     p.add_argument("--eig", action="store_true",
@@ -70,7 +73,8 @@ def job_from_args(args: argparse.Namespace):
                       splits=args.splits, norm=args.norm, ignore=args.ignore, kind=args.kind, seed=args.seed,
                       orthogonalize=args.orthogonalize, dir_file=args.dir_file, samples=args.samples,
                       loss=args.loss, batch_size=args.batch_size, device=args.device, rtol=args.rtol,
-                      min_samples=args.min_samples, precision=args.precision, layout=args.layout, threads=args.threads,
+                      min_samples=args.min_samples, precision=args.precision, layout=args.layout, fold_bn=args.fold_bn,
+                      threads=args.threads,
                       out=args.out or str(Path("out") / Path(args.ckpt).stem), progress=not args.no_progress,
                       **eig_options(args))
 
