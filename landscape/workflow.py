@@ -49,7 +49,7 @@ class SurfaceJob:
     rtol: float | None = None
     min_samples: int = 512
     precision: str = "fp32"
-    layout: str = "contiguous"
+    layout: str = "auto"
     fold_bn: str = "auto"  # auto | on | off: evaluate with BatchNorm folded into the convs (landscape.fusion)
     threads: int | None = None
     out: str = "out"

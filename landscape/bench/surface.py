@@ -65,7 +65,7 @@ def _eager_passes(model, batches: list[torch.Tensor], n_points: int) -> float:
 
 
 def _interleaved_overhead(model, dirs, data, inputs: torch.Tensor, grid: int, bs: int, layout: str,
-                          plain_bs: int, sweeps: int, device) -> dict:
+                          plain_bs: int, sweeps: int, device, fold_bn: bool | str = "auto") -> dict:
     """Per-point time of a surface against bare eager passes, measured side by side.
 
     The surface is computed row by row through `compute_surface` (the real code path, its setup
@@ -84,12 +84,12 @@ def _interleaved_overhead(model, dirs, data, inputs: torch.Tensor, grid: int, bs
         _eager_passes(model, same, 2)
     _eager_passes(model, plain, 2)
     compute_surface(model, dirs, data, [0.0], [0.0], progress=False, comm=None, batch_size=bs, device=device,
-                    layout=layout)
+                    layout=layout, fold_bn=fold_bn)
 
     def surface_row(y: float) -> float:
         t0 = time.perf_counter()
         compute_surface(model, dirs, data, xs, [y], progress=False, comm=None, batch_size=bs, device=device,
-                        layout=layout)
+                        layout=layout, fold_bn=fold_bn)
         return time.perf_counter() - t0
 
     def eager_same() -> float:
@@ -244,8 +244,9 @@ def run(args: argparse.Namespace) -> dict:
         with channels_last_model(model):
             bs, _ = measure_batch_size(model, inputs.contiguous(memory_format=torch.channels_last),
                                        repeat=args.repeat)
+    fold = {"auto": "auto", "on": True, "off": False}[args.fold_bn]
     timing = _interleaved_overhead(model, dirs, data, inputs, args.grid, bs, layout, plain_bs,
-                                   max(1, args.repeat // 2), device)
+                                   max(1, args.repeat // 2), device, fold)
     per_point = timing["per_point_s"]
     flops_point = forward_flops(model, inputs)
     peak = matmul_peak(device)
@@ -257,7 +258,7 @@ def run(args: argparse.Namespace) -> dict:
     })
     from ..fusion import fold_batchnorm
 
-    twin = fold_batchnorm(model, inputs[:2])  # what the timed surface (fold_bn="auto") evaluates
+    twin = fold_batchnorm(model, inputs[:2]) if fold is not False else None  # what the timed surface evaluated
     result["fold_bn"] = 0 if twin is None else twin.n_folded
     result["options"] = _option_ratios(model, dirs, data, bs, layout, device)
     if args.rtol > 0:  # --rtol 0 skips the adaptive-precision comparison (it trains a model first)

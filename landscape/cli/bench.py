@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--layout", default="auto", choices=["auto", "contiguous", "channels_last"],
                    help="evaluator memory layout for the surface bench (auto: measured)")
+    p.add_argument("--fold-bn", default="auto", choices=["auto", "on", "off"],
+                   help="BatchNorm folding of the timed surface (landscape surface --fold-bn)")
     p.add_argument("--repeat", type=positive_int, default=5,
                    help="timed repetitions (surface mode: max(1, REPEAT // 2) interleaved sweeps over the grid)")
     p.add_argument("--json", dest="json_out", default=None, help="also write the JSON result to this file")

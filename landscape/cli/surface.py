@@ -29,8 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop each point once the loss's standard error is below RTOL x loss")
     p.add_argument("--min-samples", type=positive_int, default=512, help="samples before --rtol may stop")
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
-    p.add_argument("--layout", default="contiguous", choices=["auto", "contiguous", "channels_last"],
-                   help="memory layout of 4D models (auto: the faster one, measured once per model and device)")
+    p.add_argument("--layout", default="auto", choices=["auto", "contiguous", "channels_last"],
+                   help="memory layout of 4D models (auto: the faster one, measured once per model and device "
+                        "and remembered, so the same command stays bit-identical)")
     p.add_argument("--fold-bn", default="auto", choices=["auto", "on", "off"],
                    help="evaluate with each eval-mode BatchNorm folded into the conv before it, refolded at every "
                         "point (auto: when the model allows it; values differ from unfolded at float rounding)")
