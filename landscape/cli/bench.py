@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     mode = "hessian" if args.hessian else (args.op or "surface")
     module = importlib.import_module(f"landscape.bench.{mode}")
     result = module.run(args)  # prints its own readable table
+    if not result:  # an MPI rank other than 0: rank 0 reports for all
+        return 0
     line = json.dumps(result, sort_keys=True, default=float)
     print(line)
     if args.json_out:
