@@ -65,6 +65,26 @@ def rank_device(comm: Any | None, requested: str | None = None) -> str:
     return "cpu"
 
 
+def on_root(comm: Any | None, fn: Callable[[], None]) -> None:
+    """Run ``fn`` on rank 0 only; a `LandscapeError` it raises is raised on every rank.
+
+    A check or file write that one process does must not leave the other ranks waiting forever
+    for a broadcast that never comes when it fails: they all stop with the same one-line error.
+    """
+    from .errors import LandscapeError
+
+    error = None
+    if rank_of(comm) == 0:
+        try:
+            fn()
+        except LandscapeError as e:
+            error = str(e)
+    if comm is not None:
+        error = comm.bcast(error, root=0)
+    if error:
+        raise LandscapeError(error)
+
+
 def configure_threads(comm: Any | None, threads: int | None = None) -> int:
     """One torch thread per rank under MPI (ranks share the cores), torch's default otherwise."""
     if threads is None:

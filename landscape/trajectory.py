@@ -319,19 +319,11 @@ def prepare_trajectory_job(job: Any, run_dir: str | os.PathLike, *, auto_grid: b
         raise LandscapeError("--trajectory makes its own direction file; drop --dir-file")
     kind = job.kind or "weights"
     dir_path = Path(job.out) / DIRECTION_FILE
-    from .parallel import get_comm, rank_of
+    from .parallel import get_comm, on_root
 
     comm = get_comm()
-    error = None
-    if rank_of(comm) == 0:  # one process decides and writes; under MPI the others wait, then read the file
-        try:
-            _write_or_reuse(dir_path, run_dir, final, kind, job.ignore)
-        except LandscapeError as e:
-            error = str(e)
-    if comm is not None:
-        error = comm.bcast(error, root=0)  # every rank raises the same one-line error, none waits forever
-    if error:
-        raise LandscapeError(error)
+    # one process decides and writes; under MPI the others wait, then read the file
+    on_root(comm, lambda: _write_or_reuse(dir_path, run_dir, final, kind, job.ignore))
     trajectory = load_trajectory(dir_path)
     if auto_grid is None:
         auto_grid = job.y is None

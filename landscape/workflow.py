@@ -207,7 +207,7 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     ``max_eig``, ``min_eig`` and ``eig_converged`` (see `EigMeasure`), computed by the same
     schedule, and a file made with other eig settings (or none) is refused rather than mixed.
     """
-    from .parallel import configure_threads, get_comm, rank_device, rank_of
+    from .parallel import configure_threads, get_comm, on_root, rank_device, rank_of
 
     if job.eig:
         _check_eig_settings(job)
@@ -224,16 +224,7 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     fold_bn = {True: "on", False: "off"}.get(job.fold_bn, job.fold_bn)
     if fold_bn not in ("auto", "on", "off"):
         raise LandscapeError(f"--fold-bn must be auto, on or off, got {job.fold_bn!r}")
-    error = None
-    if rank_of(comm) == 0:
-        try:
-            _check_eig_resume(job, out)
-        except LandscapeError as e:
-            error = str(e)
-    if comm is not None:
-        error = comm.bcast(error, root=0)  # every rank raises the same one-line error, none waits forever
-    if error:
-        raise LandscapeError(error)
+    on_root(comm, lambda: _check_eig_resume(job, out))
     if job.eig:
         extra = [*extra, job_eig_measure(job, name, splits, device)]
     if rank_of(comm) == 0:

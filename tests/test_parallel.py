@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import mpirun_path, run_cli
-from landscape.parallel import chunk_size, run_points
+from landscape.errors import LandscapeError
+from landscape.parallel import chunk_size, on_root, run_points
 from landscape.surface import load_surface
 
 GRID = ["--x", "-1:1:9", "--y", "-1:1:7", "--samples", "300", "--no-progress", "--threads", "1"]
@@ -31,6 +32,40 @@ def test_serial_schedule_visits_every_point_once():
     run_points(lambda p: {"v": p * 2.0}, [3, 1, 2], lambda p, v: seen.append((p, v["v"])))
     assert seen == [(3, 6.0), (1, 2.0), (2, 4.0)]
     assert chunk_size(1, 8) == 1 and chunk_size(10_000, 2) == 8
+
+
+def test_on_root_runs_once_and_raises_its_error():
+    calls = []
+    on_root(None, lambda: calls.append(1))
+    assert calls == [1]
+
+    def fail():
+        raise LandscapeError("bad file")
+    with pytest.raises(LandscapeError, match="bad file"):
+        on_root(None, fail)
+
+
+ON_ROOT_SCRIPT = """
+from landscape.errors import LandscapeError
+from landscape.parallel import get_comm, on_root, rank_of
+comm = get_comm()
+def fail():
+    raise LandscapeError("only rank 0 saw this")
+try:
+    on_root(comm, fail)
+except LandscapeError as e:
+    print(f"rank {rank_of(comm)}: {e}", flush=True)
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(mpirun_path() is None, reason="no mpirun on PATH")
+def test_on_root_error_reaches_every_rank_and_none_hangs():
+    r = subprocess.run([mpirun_path(), "-n", "2", sys.executable, "-c", ON_ROOT_SCRIPT], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    # (the two ranks' lines may interleave on the shared stdout, so count rather than split)
+    assert r.stdout.count("only rank 0 saw this") == 2 and "rank 0: " in r.stdout and "rank 1: " in r.stdout
 
 
 @pytest.mark.mpi
