@@ -38,3 +38,9 @@ def test_trajectory_keys_read_from_a_direction_file_are_found_under_their_dir_pr
                              "dir_trajectory_x": "[0.1, 0.2]", "dir_explained_variance": "[0.8, 0.15]"})
     assert "80.0%" in text.xlabel and "15.0%" in text.ylabel
     assert "PCA of the training trajectory" in text.title
+
+
+def test_hessian_figures_say_which_samples_the_hessian_used():
+    text = describe_surface({"model": "convnet", "dataset": "digits", "eig_samples": 2000, "eig_split": "train"})
+    assert text.hessian_titled("convexity") == "convexity — convnet on digits; Hessian on 2,000 train samples"
+    assert describe_surface({}).hessian_titled("convexity") == "convexity"

@@ -142,10 +142,10 @@ def render(surface: Any, out_dir: str | os.PathLike | None = None, kinds: Sequen
             if has_eigs and wants("convexity", True):
                 fig = new_figure((_WIDTH, 4.0))
                 convexity_map(x, None, arrays["min_eig"], arrays["max_eig"], ax=fig.add_subplot(),
-                              title=f"convexity — {text.title}" if text.title else "convexity", xlabel=text.xlabel)
+                              title=text.hessian_titled("convexity"), xlabel=text.xlabel)
                 written += save_figure(fig, out_dir / f"{prefix}_convexity", formats, dpi)
                 fig = new_figure((_WIDTH, 4.0))
-                title = f"Hessian eigenvalues — {text.title}" if text.title else "Hessian eigenvalues"
+                title = text.hessian_titled("Hessian eigenvalues")
                 eigenvalue_curves(x, arrays["min_eig"], arrays["max_eig"], ax=fig.add_subplot(), done=done,
                                   title=title, xlabel=text.xlabel)
                 written += save_figure(fig, out_dir / f"{prefix}_eigenvalues", formats, dpi)
@@ -195,7 +195,7 @@ def render(surface: Any, out_dir: str | os.PathLike | None = None, kinds: Sequen
         if has_eigs and wants("convexity", True):
             fig = new_figure(_figsize_2d(x, y, colorbar=True))
             convexity_map(x, y, arrays["min_eig"], arrays["max_eig"], ax=fig.add_subplot(),
-                          title=f"convexity — {text.title}" if text.title else "convexity",
+                          title=text.hessian_titled("convexity"),
                           xlabel=text.xlabel, ylabel=text.ylabel, landmarks=text.landmarks)
             written += save_figure(fig, out_dir / f"{prefix}_convexity", formats, dpi)
         if trajectory is not None and wants("trajectory", True):

@@ -43,6 +43,18 @@ class SurfaceText:
     ylabel: str = r"$\beta$"
     landmarks: list[tuple[tuple[float, float], str]] = field(default_factory=list)  # ((x, y), label)
 
+    hessian: str = ""  # what the stored Hessian eigenvalues were computed on, e.g. "Hessian on 2,000 train samples"
+
+    def hessian_titled(self, what: str) -> str:
+        """``what — title``, with what the Hessian was computed on closing the last line (or on its own)."""
+        lines = (f"{what} — {self.title}" if self.title else what).split("\n")
+        if self.hessian:
+            if len(lines[-1]) + len(self.hessian) <= 78:
+                lines[-1] += f"; {self.hessian}"
+            else:
+                lines.append(self.hessian)
+        return "\n".join(lines)
+
     def titled(self, quantity: str) -> str:
         """The title with the quantity drawn in front, e.g. ``train loss: resnet20 on cifar10``."""
         return f"{quantity_label(quantity)} — {self.title}" if self.title else quantity_label(quantity)
@@ -133,6 +145,9 @@ def describe_surface(attrs: Mapping[str, Any]) -> SurfaceText:
         text.xlabel, text.ylabel = pc_labels(variance)
         second = f"PCA of the training trajectory{', ' + short_path(ckpt) if ckpt else ''}"
         text.landmarks = [((0.0, 0.0), "final")]
+    eig_n = _number(attrs.get("eig_samples"))
+    if eig_n is not None:
+        text.hessian = f"Hessian on {int(eig_n):,} {attrs.get('eig_split', 'train')} samples"
     line1 = ", ".join(first + hyper)
     text.title = "\n".join(t for t in (line1, second) if t)
     return text
