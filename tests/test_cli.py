@@ -61,6 +61,7 @@ def test_plot_with_eig_end_to_end_then_resume_rules(trained_ckpt, tmp_path, caps
     assert main(["surface", *common, "--eig", "--eig-samples", "200"]) == 0  # the same settings
     assert "nothing to do" in capsys.readouterr().out
     for extra, fragment in [(["--eig", "--eig-samples", "200", "--eig-tol", "1e-4"], "eig_tol=0.001"),
+                            (["--eig", "--eig-samples", "200", "--eig-seed", "3"], "eig_subset="),  # another subset
                             ([], "was computed with --eig --eig-tol 0.001 --eig-max-iter 100 --eig-samples 200")]:
         assert main(["surface", *common, *extra]) == 2
         err = capsys.readouterr().err.strip()

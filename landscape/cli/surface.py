@@ -47,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="most Hessian-vector products per point (default: 100)")
     p.add_argument("--eig-samples", type=positive_int, default=argparse.SUPPRESS, metavar="N",
                    help="Hessian on a fixed random subset of N train samples (default: all)")
+    p.add_argument("--eig-seed", type=int, default=argparse.SUPPRESS, metavar="SEED",
+                   help="seed of that subset and of the Lanczos start vector (default: 0)")
     p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
     p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
     p.add_argument("--no-progress", action="store_true")
@@ -56,7 +58,8 @@ def eig_options(args: argparse.Namespace) -> dict:
     """SurfaceJob's eig fields; the --eig-* options without --eig are refused rather than ignored."""
     from ..errors import LandscapeError
 
-    given = {k: getattr(args, k) for k in ("eig_tol", "eig_max_iter", "eig_samples") if hasattr(args, k)}
+    given = {k: getattr(args, k) for k in ("eig_tol", "eig_max_iter", "eig_samples", "eig_seed")
+             if hasattr(args, k)}
     if given and not args.eig:
         raise LandscapeError(f"--{next(iter(given)).replace('_', '-')} applies only with --eig; add --eig")
     return {"eig": args.eig, **given}
