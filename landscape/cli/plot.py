@@ -38,16 +38,22 @@ def run(args: argparse.Namespace) -> int:
     if rank_of(get_comm()) != 0:
         return 0
     from ..plot import render
-    from ..workflow import eig_note
 
     paths = render(surface, job.surface_path().parent, formats=tuple(args.format), log=args.log, vmax=args.vmax)
+    _report(job, surface, paths)
+    return 0
+
+
+def _report(job, surface, paths) -> None:
+    """What was written, and a note if some points' Hessian extremes did not converge."""
+    from ..workflow import eig_note
+
     print(f"surface: {job.surface_path()}")
     note = eig_note(surface)
     if note:
         print(note)
     for path in paths:
         print(f"figure:  {path}")
-    return 0
 
 
 def _run_trajectory(args: argparse.Namespace) -> int:
@@ -57,7 +63,7 @@ def _run_trajectory(args: argparse.Namespace) -> int:
     from ..errors import LandscapeError
     from ..parallel import get_comm, rank_of
     from ..trajectory import draw_trajectory, prepare_trajectory_job
-    from ..workflow import eig_note, run_surface_job
+    from ..workflow import run_surface_job
 
     if (args.x is None) != (args.y is None):
         raise LandscapeError("with --trajectory give both --x and --y, or neither (the grid then covers the path)")
@@ -76,10 +82,5 @@ def _run_trajectory(args: argparse.Namespace) -> int:
     paths += draw_trajectory(surface, job.dir_file, out_dir / f"{job.surface_path().stem}_trajectory",
                              log=args.log, vmax=args.vmax, formats=tuple(args.format))
     print(f"directions: {job.dir_file}")
-    print(f"surface: {job.surface_path()}")
-    note = eig_note(surface)
-    if note:
-        print(note)
-    for path in paths:
-        print(f"figure:  {path}")
+    _report(job, surface, paths)
     return 0
