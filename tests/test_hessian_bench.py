@@ -34,4 +34,6 @@ def test_bench_record(tmp_path, capsys):
     assert rec["hvp_ratio_topk"] == rec["lanczos_topk_hvps"] / rec["power_topk_hvps"]
     assert rec["reference_top"][0] >= rec["reference_top"][1] > 0
     assert "machine_cpu" in rec
+    assert rec["trace_probes"] == 8 and rec["trace_per_vector_s"] > 0 and rec["trace_blocked_s"] > 0
+    assert rec["trace_rel_diff"] <= 1e-5   # same probes in blocks: float32 rounding only
     assert "PyHessian-style" in capsys.readouterr().out

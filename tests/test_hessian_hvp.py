@@ -118,3 +118,30 @@ def test_clear_errors():
     op = HessianOperator(model, data)
     with pytest.raises(LandscapeError, match="vector of shape"):
         op.mv(torch.zeros(3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", ["mlp", "convnet_bn"])
+def test_block_product_is_stacked_products_and_exact_hessian(name):
+    model, data, H, _ = case(name)
+    op = HessianOperator(model, data, batch_size=HVP_BATCH)
+    V = torch.randn(5, op.num_params, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    HV = op.mm(V)
+    assert op.n_hvps == 5
+    stacked = torch.stack([op.mv(v) for v in V])
+    assert op.n_hvps == 10
+    assert torch.allclose(HV, stacked, rtol=0, atol=1e-12 * float(stacked.abs().max()))
+    assert torch.allclose(HV, V @ H, rtol=0, atol=1e-12 * float(H.abs().max()) * op.num_params ** 0.5)
+    assert HV.grad_fn is None and all(p.grad is None for p in model.parameters())
+
+
+def test_block_product_with_weight_decay_and_a_parameter_subset():
+    model, data, H, _ = case("mlp")
+    sizes = [p.numel() for p in model.parameters()]
+    idx = torch.arange(sum(sizes[:-2]), sum(sizes))  # net.3.weight, net.3.bias: the output layer
+    wd = 0.0123
+    op = HessianOperator(model, data, batch_size=HVP_BATCH, params="net.3", weight_decay=wd)
+    V = torch.randn(3, op.num_params, dtype=torch.float64)
+    assert torch.allclose(op.mm(V), V @ H[idx][:, idx] + wd * V, atol=1e-12)
+    assert op.mm(V[:1]).shape == (1, op.num_params) and op.n_hvps == 4
+    with pytest.raises(LandscapeError, match="block of shape"):
+        op.mm(torch.zeros(op.num_params, dtype=torch.float64))

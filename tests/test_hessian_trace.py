@@ -74,3 +74,20 @@ def test_trace_argument_errors():
         trace(model, data, method="exact")
     with pytest.raises(LandscapeError, match="at least 3"):
         trace(model, data, n_probes=2, method="hutch++")
+
+
+@pytest.mark.parametrize("method", ["hutchinson", "hutch++"])
+def test_blocked_probes_give_the_per_vector_estimate(method):
+    """Same seed, same probes: block sizes (including ragged last blocks) change only rounding."""
+    model, data, H, _ = case("convnet_bn")
+    op = HessianOperator(model, data, batch_size=HVP_BATCH)
+    est = hutchinson if method == "hutchinson" else hutch_plus_plus
+    single = est(op.mv, op.num_params, 14, seed=3)   # one matvec per probe, no matmat
+    for block in (1, 4, 16):
+        before = op.n_hvps
+        res = trace(model, op, n_probes=14, method=method, seed=3, block_size=block)
+        assert res.n_hvps == op.n_hvps - before == 14
+        assert res.value == pytest.approx(single.value, rel=1e-10)
+        assert res.stderr == pytest.approx(single.stderr, rel=1e-8)
+    with pytest.raises(LandscapeError, match="block_size"):
+        trace(model, op, n_probes=4, method=method, block_size=0)

@@ -9,6 +9,10 @@ eigenvalues they are scored against come from a Lanczos run on a float64 copy of
 converged to ``1e-12``. scipy's
 ARPACK (``eigsh``) runs on the same operator for context.
 
+One line times the trace: Hutchinson with ``TRACE_PROBES`` probes one product at a time against
+the same probes in blocks (`HessianOperator.mm`: one forward and first backward per data batch
+for a whole block), alternating which goes first per seed; the ratio is the median of the pairs.
+
 Each solver runs once per seed (``--repeat`` seeds): mean products, worst error and median time
 are reported, since power iteration's cost varies a lot with its random start.
 
@@ -29,6 +33,7 @@ from . import machine_info
 PYHESSIAN_TOL = 1e-3
 PYHESSIAN_MAX_ITER = 100
 LANCZOS_TOL_TOPK = 1e-5  # 100x below the reference's tolerance: the accuracy the comparison asks for
+TRACE_PROBES = 8  # one block at the default block size: the cheapest pair that shows the saving
 
 
 def pyhessian_power(hvp: Callable[[torch.Tensor], torch.Tensor], n: int, top_n: int, max_iter: int = PYHESSIAN_MAX_ITER,
@@ -89,6 +94,27 @@ def _seeded_runs(solve: Callable[[int], list], op, reference, seeds: range) -> d
             "seconds": float(np.median(secs))}
 
 
+def _trace_pair(op, seeds: range) -> dict:
+    """Seconds of Hutchinson per probe vs in blocks, interleaved per seed (same probes, same value)."""
+    from ..hessian.trace import DEFAULT_BLOCK_SIZE, hutchinson
+
+    runs = {"per_vector": lambda sd: hutchinson(op.mv, op.num_params, TRACE_PROBES, sd, op.device),
+            "blocked": lambda sd: hutchinson(op.mv, op.num_params, TRACE_PROBES, sd, op.device, matmat=op.mm)}
+    secs: dict[str, list[float]] = {k: [] for k in runs}
+    diffs = []
+    for seed in seeds:
+        values = {}
+        for name in (list(runs) if seed % 2 == 0 else list(runs)[::-1]):
+            t0 = time.perf_counter()
+            values[name] = runs[name](seed).value
+            secs[name].append(time.perf_counter() - t0)
+        diffs.append(abs(values["blocked"] - values["per_vector"]) / abs(values["per_vector"]))
+    ratios = [b / a for a, b in zip(secs["per_vector"], secs["blocked"])]
+    return {"trace_probes": TRACE_PROBES, "trace_block_size": DEFAULT_BLOCK_SIZE,
+            "trace_per_vector_s": float(np.median(secs["per_vector"])), "trace_blocked_s": float(np.median(secs["blocked"])),
+            "trace_time_ratio": float(np.median(ratios)), "trace_rel_diff": float(max(diffs))}
+
+
 def run(args: argparse.Namespace) -> dict:
     from scipy.sparse.linalg import eigsh
 
@@ -123,12 +149,13 @@ def run(args: argparse.Namespace) -> dict:
     pwk = _seeded_runs(lambda sd: pyhessian_power(op.mv, n, k, seed=sd), op, reference, seeds)
     v0 = np.random.default_rng(0).standard_normal(n)
     ar = _seeded_runs(lambda sd: eigsh(op, k=k, which="LA", v0=v0, return_eigenvectors=False), op, reference, range(1))
+    tr = _trace_pair(op, seeds)
 
     out = {"mode": "hessian", "model": args.model, "dataset": args.dataset, "num_params": n,
            "num_samples": op.num_samples, "k": k, "seeds": repeat, "reference_top": [float(v) for v in reference],
            "reference_hvps": ref_hvps, "reference_max_residual": float(np.max(ref.residuals)),
            "lanczos_tol_top1": PYHESSIAN_TOL, "lanczos_tol_topk": LANCZOS_TOL_TOPK, "power_tol": PYHESSIAN_TOL,
-           **{f"machine_{key}": val for key, val in machine_info().items()}}
+           **tr, **{f"machine_{key}": val for key, val in machine_info().items()}}
     for name, r in [("lanczos_top1", lz1), ("power_top1", pw1), ("lanczos_topk", lzk), ("power_topk", pwk),
                     ("eigsh_topk", ar)]:
         out.update({f"{name}_hvps": r["hvps"], f"{name}_hvps_each": r["hvps_each"], f"{name}_rel_err": r["rel_err"],
@@ -153,4 +180,7 @@ def run(args: argparse.Namespace) -> dict:
     print(f"top-1: Lanczos/power HVPs {out['hvp_ratio_top1']:.2f}, time {out['time_ratio_top1']:.2f}; "
           f"top-{k}: HVPs {out['hvp_ratio_topk']:.2f}, time {out['time_ratio_topk']:.2f}, "
           f"error {out['error_ratio_topk']:.1e}")
+    print(f"trace, Hutchinson {TRACE_PROBES} probes: {tr['trace_per_vector_s']:.3f} s one product per probe, "
+          f"{tr['trace_blocked_s']:.3f} s in blocks of {tr['trace_block_size']} (median paired ratio "
+          f"{tr['trace_time_ratio']:.2f}, values agree to {tr['trace_rel_diff']:.0e})")
     return out

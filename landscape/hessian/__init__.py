@@ -26,7 +26,7 @@ from .extremes import EigenExtremes, eigen_extremes
 from .hvp import HessianOperator, ParamSpec, dense_hessian, select_parameters
 from .lanczos import lanczos
 from .power import power_iteration
-from .trace import hutch_plus_plus, hutchinson
+from .trace import DEFAULT_BLOCK_SIZE, hutch_plus_plus, hutchinson
 from ..jsonfile import jsonable as _jsonable
 
 __all__ = ["eigenvalues", "trace", "density", "EigenResult", "TraceResult", "DensityResult", "HessianOperator",
@@ -136,12 +136,14 @@ def eigenvalues(model: nn.Module, data: DataSpec, k: int = 1, which: str = "larg
 def trace(model: nn.Module, data: DataSpec, n_probes: int = 100, method: str = "hutchinson",
           loss: LossSpec = "crossentropy", batch_size: int | None = None, params: ParamSpec = None,
           weight_decay: float = 0.0, seed: int = 0, device: str | torch.device | None = None,
-          progress: bool = False) -> TraceResult:
+          progress: bool = False, block_size: int = DEFAULT_BLOCK_SIZE) -> TraceResult:
     """``tr(H)`` from ``n_probes`` Hessian-vector products, with its standard error.
 
     ``"hutchinson"``: the mean of ``n_probes`` Rademacher quadratic forms. ``"hutch++"``: the
     same budget of products split between an exact sketch of the dominant subspace and
-    Hutchinson on the rest, usually far lower variance on Hessians with outliers.
+    Hutchinson on the rest, usually far lower variance on Hessians with outliers. Probes go
+    ``block_size`` at a time through `HessianOperator.mm` (one forward and first backward per
+    data batch for the whole block); the estimate does not depend on it beyond rounding.
     """
     if method not in TRACE_METHODS:
         raise LandscapeError(f"method must be one of {TRACE_METHODS}, got {method!r}")
@@ -152,9 +154,11 @@ def trace(model: nn.Module, data: DataSpec, n_probes: int = 100, method: str = "
                dynamic_ncols=True)
     try:
         if method == "hutchinson":
-            est = hutchinson(op.mv, op.num_params, n_probes, seed, op.device, bar)
+            est = hutchinson(op.mv, op.num_params, n_probes, seed, op.device, bar,
+                             matmat=op.mm, block_size=block_size)
         else:
-            est = hutch_plus_plus(op.mv, op.num_params, n_probes, seed, op.device, bar)
+            est = hutch_plus_plus(op.mv, op.num_params, n_probes, seed, op.device, bar,
+                                  matmat=op.mm, block_size=block_size)
     finally:
         bar.close()
     settings = {"n_probes": n_probes, "method": method, "seed": seed, "probe": "rademacher", **op.settings}

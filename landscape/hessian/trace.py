@@ -10,6 +10,7 @@ dominating the variance.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,6 +28,10 @@ class TraceEstimate:
     samples: np.ndarray  # the per-probe quadratic forms of the stochastic part
 
 
+DEFAULT_BLOCK_SIZE = 8  # probes per block product; memory ~ 2 * block_size * P float64 on the device
+Matmat = Callable[[torch.Tensor], torch.Tensor]  # (k, n) -> (k, n): rows H v_i
+
+
 def _rademacher(shape: tuple[int, ...], gen: torch.Generator, dev: torch.device) -> torch.Tensor:
     return (torch.randint(0, 2, shape, generator=gen, dtype=torch.float64) * 2 - 1).to(dev)
 
@@ -35,53 +40,83 @@ def _stderr(samples: np.ndarray) -> float:
     return float(samples.std(ddof=1) / np.sqrt(len(samples))) if len(samples) > 1 else float("nan")
 
 
+def _blocked(matvec: Matvec, matmat: Matmat | None, dev: torch.device, bar) -> Matmat:
+    """``V -> rows H v_i`` through ``matmat`` (one pass over the data per block) or, without one,
+    stacked ``matvec`` calls; results as float64 on ``dev``, with the progress bar advanced."""
+    def mm(V: torch.Tensor) -> torch.Tensor:
+        out = matmat(V) if matmat is not None else torch.stack([matvec(v) for v in V])
+        if bar is not None:
+            bar.update(len(V))
+        return out.to(device=dev, dtype=torch.float64)
+    return mm
+
+
+def _check_block_size(block_size: int) -> None:
+    if block_size < 1:
+        raise LandscapeError(f"block_size must be at least 1, got {block_size}")
+
+
+def _chunks(total: int, size: int) -> list[int]:
+    return [min(size, total - i) for i in range(0, total, size)]
+
+
 def hutchinson(matvec: Matvec, n: int, n_probes: int, seed: int = 0, device: str | torch.device = "cpu",
-               bar=None) -> TraceEstimate:
-    """Mean of ``z^T H z`` over Rademacher probes ``z``; standard error from their spread."""
+               bar=None, matmat: Matmat | None = None, block_size: int = DEFAULT_BLOCK_SIZE) -> TraceEstimate:
+    """Mean of ``z^T H z`` over Rademacher probes ``z``; standard error from their spread.
+
+    With ``matmat`` (e.g. `HessianOperator.mm`) the probes go ``block_size`` at a time, sharing
+    each batch's forward and first backward; they are drawn one by one in the same order either
+    way, so a seed gives the same probes and the same estimate up to rounding.
+    """
     if n_probes < 1:
         raise LandscapeError(f"n_probes must be at least 1, got {n_probes}")
+    _check_block_size(block_size)
     gen = generator(seed, "trace")
     dev = torch.device(device)
+    mm = _blocked(matvec, matmat, dev, bar)
     samples = np.empty(n_probes)
-    for i in range(n_probes):
-        z = _rademacher((n,), gen, dev)
-        samples[i] = float(z @ matvec(z).to(device=dev, dtype=torch.float64))
-        if bar is not None:
-            bar.update(1)
+    done = 0
+    for k in _chunks(n_probes, block_size):
+        Z = torch.stack([_rademacher((n,), gen, dev) for _ in range(k)])
+        HZ = mm(Z)
+        samples[done:done + k] = [float(z @ hz) for z, hz in zip(Z, HZ)]
+        done += k
     return TraceEstimate(float(samples.mean()), _stderr(samples), n_probes, samples)
 
 
 def hutch_plus_plus(matvec: Matvec, n: int, n_matvecs: int, seed: int = 0, device: str | torch.device = "cpu",
-                    bar=None) -> TraceEstimate:
+                    bar=None, matmat: Matmat | None = None, block_size: int = DEFAULT_BLOCK_SIZE) -> TraceEstimate:
     """Hutch++ with a total budget of ``n_matvecs`` products (split into thirds, at least 3).
 
     ``S`` (n x s) Rademacher, ``Q = orth(H S)`` (s products), ``tr(Q^T H Q)`` (s products), then
     Hutchinson on ``(I - QQ^T) H (I - QQ^T)`` with the remaining probes. The standard error is
-    that of the Hutchinson part; the sketched part is exact.
+    that of the Hutchinson part; the sketched part is exact. ``matmat``/``block_size`` as in
+    `hutchinson`: every stage runs in blocks, the random draws are unchanged.
     """
     if n_matvecs < 3:
         raise LandscapeError(f"Hutch++ needs a budget of at least 3 products, got {n_matvecs}")
+    _check_block_size(block_size)
     gen = generator(seed, "trace")
     dev = torch.device(device)
+    mm = _blocked(matvec, matmat, dev, bar)
     s = n_matvecs // 3
     g = n_matvecs - 2 * s
 
-    def mv(v: torch.Tensor) -> torch.Tensor:
-        out = matvec(v).to(device=dev, dtype=torch.float64)
-        if bar is not None:
-            bar.update(1)
-        return out
+    def rows(V: torch.Tensor) -> torch.Tensor:
+        return torch.cat([mm(B.contiguous()) for B in torch.split(V, block_size)])
 
     S = _rademacher((s, n), gen, dev)
-    HS = torch.stack([mv(v) for v in S], dim=1)                 # n x s
-    Q, _ = torch.linalg.qr(HS)                                   # n x s, orthonormal columns
-    sketched = float(sum(float(q @ mv(q.contiguous())) for q in Q.T))
+    Q, _ = torch.linalg.qr(rows(S).T)                            # n x s, orthonormal columns
+    QT = Q.T.contiguous()
+    sketched = float(sum(float(q @ hq) for q, hq in zip(QT, rows(QT))))
     samples = np.empty(g)
-    for i in range(g):
-        z = _rademacher((n,), gen, dev)
-        z = z - Q @ (Q.T @ z)
-        hz = mv(z)
-        hz = hz - Q @ (Q.T @ hz)
-        samples[i] = float(z @ hz)
+    done = 0
+    for k in _chunks(g, block_size):
+        Z = torch.stack([_rademacher((n,), gen, dev) for _ in range(k)])
+        Z = Z - (Z @ Q) @ QT
+        HZ = mm(Z)
+        HZ = HZ - (HZ @ Q) @ QT
+        samples[done:done + k] = [float(z @ hz) for z, hz in zip(Z, HZ)]
+        done += k
     rest = float(samples.mean())
     return TraceEstimate(sketched + rest, _stderr(samples), 2 * s + g, samples)
