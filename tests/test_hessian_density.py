@@ -72,3 +72,32 @@ def test_png_is_written(tmp_path):
     path = tmp_path / "density.png"
     plot_density(grid, dens, path, title="test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lockstep_runs_equal_one_at_a_time_also_when_one_breaks_down():
+    values = np.array([-1.0, 0.2, 0.5, 1.5, 2.0, 3.0, 7.0, 8.0])
+    g = torch.Generator().manual_seed(1)
+    Q, _ = torch.linalg.qr(torch.randn(8, 8, generator=g, dtype=torch.float64))
+    A = Q @ torch.diag(torch.from_numpy(values)) @ Q.T
+    probes = torch.randn(3, 8, generator=g, dtype=torch.float64)
+    probes[1] = Q[:, 2] + 2 * Q[:, 5]  # lies in a 2D invariant subspace: that run stops after 2 steps
+    one, used_one = slq(lambda v: A @ v, 8, n_iter=6, n_runs=3, probes=probes)
+    products = []
+    block, used_block = slq(None, 8, n_iter=6, n_runs=3, probes=probes, block_size=3,
+                            matmat=lambda V: products.append(len(V)) or V @ A)
+    assert used_one == used_block == 6 + 2 + 6
+    assert products == [3, 3, 2, 2, 2, 2]  # the finished run drops out of the block
+    assert np.allclose(block.nodes, one.nodes, rtol=0, atol=1e-12)
+    assert np.allclose(block.weights, one.weights, rtol=0, atol=1e-12)
+    assert np.allclose(np.sort(block.nodes[1, :2]), [0.5, 3.0], atol=1e-10)
+
+
+def test_density_in_blocks_equals_density_run_by_run():
+    model, data, _, _ = case("convnet_bn")
+    a = density(model, data, n_iter=12, n_runs=5, batch_size=HVP_BATCH, seed=4, block_size=1)
+    b = density(model, data, n_iter=12, n_runs=5, batch_size=HVP_BATCH, seed=4, block_size=3)
+    assert a.n_hvps == b.n_hvps == 60
+    assert np.allclose(a.nodes, b.nodes, rtol=1e-10, atol=1e-12)
+    assert np.allclose(a.weights, b.weights, rtol=1e-10, atol=1e-12)
+    with pytest.raises(Exception, match="block_size"):
+        density(model, data, n_iter=3, n_runs=1, batch_size=HVP_BATCH, block_size=0)

@@ -169,8 +169,11 @@ def trace(model: nn.Module, data: DataSpec, n_probes: int = 100, method: str = "
 def density(model: nn.Module, data: DataSpec, n_iter: int = 80, n_runs: int = 10, loss: LossSpec = "crossentropy",
             batch_size: int | None = None, params: ParamSpec = None, weight_decay: float = 0.0, seed: int = 0,
             sigma: float | None = None, grid: np.ndarray | None = None, grid_size: int = 1000,
-            device: str | torch.device | None = None, progress: bool = False) -> DensityResult:
+            device: str | torch.device | None = None, progress: bool = False, block_size: int = 8) -> DensityResult:
     """Spectral density by stochastic Lanczos quadrature: ``n_runs`` runs of ``n_iter`` steps.
+
+    Up to ``block_size`` runs go in lockstep, sharing each data batch's forward and first backward
+    (`HessianOperator.mm`); the result is that of running them one at a time, up to rounding.
 
     Returns the quadrature (nodes, weights; each run's weights sum to 1) and its Gaussian-kernel
     smoothing on a grid (``sigma`` defaults to ``sqrt(1e-5)`` times the spectral range).
@@ -181,7 +184,8 @@ def density(model: nn.Module, data: DataSpec, n_iter: int = 80, n_runs: int = 10
     bar = tqdm(total=n_runs * min(n_iter, op.num_params), desc="density (SLQ)", unit="hvp", disable=not progress,
                leave=False, dynamic_ncols=True)
     try:
-        quad, _ = slq(op.mv, op.num_params, n_iter, n_runs, seed, op.device, bar=bar)
+        quad, _ = slq(op.mv, op.num_params, n_iter, n_runs, seed, op.device, bar=bar, matmat=op.mm,
+                      block_size=block_size)
     finally:
         bar.close()
     g, dens, sig = smooth_density(quad.nodes, quad.weights, grid, sigma, grid_size)

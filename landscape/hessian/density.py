@@ -18,6 +18,8 @@ from scipy.linalg import eigh_tridiagonal
 
 from ..errors import LandscapeError
 from .lanczos import Matvec, lanczos_step
+
+Matmat = Matvec  # (k, P) block of vectors -> (k, P) block of products
 from .rng import generator
 
 DEFAULT_RELATIVE_SIGMA = float(np.sqrt(1e-5))
@@ -29,45 +31,78 @@ class Quadrature:
     weights: np.ndarray  # (n_runs, m), each row sums to 1
 
 
-def lanczos_tridiagonal(matvec: Matvec, v0: torch.Tensor, m: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """``alpha``, ``beta`` of ``m`` fully reorthogonalized Lanczos steps from ``v0`` (fewer on breakdown)."""
-    n = v0.numel()
+def lanczos_tridiagonals(matmat: Matmat, V0: torch.Tensor, m: int,
+                         bar=None) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """``alpha``, ``beta`` and step count of ``m`` fully reorthogonalized Lanczos steps from each row of ``V0``.
+
+    A run stops early on breakdown (its start vector lies in an invariant subspace, so its
+    quadrature is already exact). The runs go in lockstep: one ``matmat`` per step serves every run still going, so a Hessian operator pays one forward
+    and first backward per data batch for all of them (`HessianOperator.mm`); each run's
+    arithmetic is `lanczos_step`'s, so the result equals running them one after another.
+    """
+    b, n = V0.shape
     m = min(m, n)
-    dev = v0.device
-    Q = torch.zeros(m, n, dtype=torch.float64, device=dev)
-    alpha, beta = np.zeros(m), np.zeros(m)
-    q = v0.to(torch.float64) / torch.linalg.vector_norm(v0)
-    scale = 0.0
+    dev = V0.device
+    Qs = [torch.zeros(m, n, dtype=torch.float64, device=dev) for _ in range(b)]
+    alphas, betas = [np.zeros(m) for _ in range(b)], [np.zeros(m) for _ in range(b)]
+    qs = [v.to(torch.float64) / torch.linalg.vector_norm(v) for v in V0]
+    scales = [0.0] * b
+    steps: list[int | None] = [None] * b
     for j in range(m):
-        w = lanczos_step(matvec, Q, j, q, alpha, beta)
-        scale = max(scale, abs(alpha[j]) + beta[j])
-        if beta[j] <= 1e-10 * max(scale, 1e-300):
-            # v lies in an invariant subspace of dimension j+1: the quadrature is already exact.
-            return alpha[: j + 1], beta[:j], j + 1
-        q = w / beta[j]
-    return alpha, beta[: m - 1], m
+        active = [i for i in range(b) if steps[i] is None]
+        if not active:
+            break
+        W = matmat(torch.stack([qs[i] for i in active]))
+        if bar is not None:
+            bar.update(len(active))
+        for row, i in enumerate(active):
+            w = lanczos_step(lambda _q, w=W[row]: w, Qs[i], j, qs[i], alphas[i], betas[i])
+            scales[i] = max(scales[i], abs(alphas[i][j]) + betas[i][j])
+            if betas[i][j] <= 1e-10 * max(scales[i], 1e-300):
+                steps[i] = j + 1  # an invariant subspace: this run's quadrature is already exact
+            else:
+                qs[i] = w / betas[i][j]
+    done = [m if s is None else s for s in steps]
+    return [(alphas[i][:k], betas[i][:k - 1], k) for i, k in enumerate(done)]
+
+
+# Lockstep runs each hold an m x P float64 basis: cap a block's bases at about this many bytes.
+LOCKSTEP_MEMORY = 1 << 30
 
 
 def slq(matvec: Matvec, n: int, n_iter: int, n_runs: int, seed: int = 0, device: str | torch.device = "cpu",
-        probes: torch.Tensor | None = None, bar=None) -> tuple[Quadrature, int]:
-    """Gauss quadrature nodes and weights from ``n_runs`` Gaussian start vectors (or ``probes``)."""
+        probes: torch.Tensor | None = None, bar=None, matmat: Matmat | None = None,
+        block_size: int = 8) -> tuple[Quadrature, int]:
+    """Gauss quadrature nodes and weights from ``n_runs`` Gaussian start vectors (or ``probes``).
+
+    With ``matmat`` (a block product, `HessianOperator.mm`) up to ``block_size`` runs go in
+    lockstep, fewer when their Lanczos bases would exceed `LOCKSTEP_MEMORY`; the start vectors
+    and the result are those of the one-run-at-a-time path.
+    """
     if n_iter < 1 or n_runs < 1:
         raise LandscapeError(f"n_iter and n_runs must be at least 1, got {n_iter} and {n_runs}")
+    if block_size < 1:
+        raise LandscapeError(f"block_size must be at least 1, got {block_size}")
     gen = generator(seed, "slq")
     dev = torch.device(device)
     m = min(n_iter, n)
     nodes = np.full((n_runs, m), np.nan)
     weights = np.zeros((n_runs, m))
     used = 0
+    if matmat is None:
+        def matmat(V: torch.Tensor) -> torch.Tensor:
+            return torch.stack([matvec(v) for v in V])
+        block_size = 1
+    block = max(1, min(block_size, LOCKSTEP_MEMORY // (8 * m * n)))
 
-    def counted(v: torch.Tensor) -> torch.Tensor:
-        if bar is not None:
-            bar.update(1)
-        return matvec(v)
+    def start(r: int) -> torch.Tensor:
+        return probes[r].to(dev) if probes is not None else torch.randn(n, generator=gen, dtype=torch.float64).to(dev)
 
-    for r in range(n_runs):
-        v0 = probes[r].to(dev) if probes is not None else torch.randn(n, generator=gen, dtype=torch.float64).to(dev)
-        alpha, beta, steps = lanczos_tridiagonal(counted, v0, m)
+    runs = []
+    for first in range(0, n_runs, block):
+        V0 = torch.stack([start(r) for r in range(first, min(first + block, n_runs))])
+        runs += lanczos_tridiagonals(matmat, V0, m, bar)
+    for r, (alpha, beta, steps) in enumerate(runs):
         used += steps
         theta, S = eigh_tridiagonal(alpha, beta)
         nodes[r, :steps] = theta
