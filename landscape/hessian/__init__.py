@@ -169,7 +169,8 @@ def trace(model: nn.Module, data: DataSpec, n_probes: int = 100, method: str = "
 def density(model: nn.Module, data: DataSpec, n_iter: int = 80, n_runs: int = 10, loss: LossSpec = "crossentropy",
             batch_size: int | None = None, params: ParamSpec = None, weight_decay: float = 0.0, seed: int = 0,
             sigma: float | None = None, grid: np.ndarray | None = None, grid_size: int = 1000,
-            device: str | torch.device | None = None, progress: bool = False, block_size: int = 8) -> DensityResult:
+            device: str | torch.device | None = None, progress: bool = False,
+            block_size: int = DEFAULT_BLOCK_SIZE) -> DensityResult:
     """Spectral density by stochastic Lanczos quadrature: ``n_runs`` runs of ``n_iter`` steps.
 
     Up to ``block_size`` runs go in lockstep, sharing each data batch's forward and first backward

@@ -17,9 +17,7 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 
 from ..errors import LandscapeError
-from .lanczos import Matvec, lanczos_step
-
-Matmat = Matvec  # (k, P) block of vectors -> (k, P) block of products
+from .lanczos import DEFAULT_BLOCK_SIZE, Matmat, Matvec, check_block_size, lanczos_step, stacked
 from .rng import generator
 
 DEFAULT_RELATIVE_SIGMA = float(np.sqrt(1e-5))
@@ -72,7 +70,7 @@ LOCKSTEP_MEMORY = 1 << 30
 
 def slq(matvec: Matvec, n: int, n_iter: int, n_runs: int, seed: int = 0, device: str | torch.device = "cpu",
         probes: torch.Tensor | None = None, bar=None, matmat: Matmat | None = None,
-        block_size: int = 8) -> tuple[Quadrature, int]:
+        block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[Quadrature, int]:
     """Gauss quadrature nodes and weights from ``n_runs`` Gaussian start vectors (or ``probes``).
 
     With ``matmat`` (a block product, `HessianOperator.mm`) up to ``block_size`` runs go in
@@ -81,18 +79,15 @@ def slq(matvec: Matvec, n: int, n_iter: int, n_runs: int, seed: int = 0, device:
     """
     if n_iter < 1 or n_runs < 1:
         raise LandscapeError(f"n_iter and n_runs must be at least 1, got {n_iter} and {n_runs}")
-    if block_size < 1:
-        raise LandscapeError(f"block_size must be at least 1, got {block_size}")
+    check_block_size(block_size)
     gen = generator(seed, "slq")
     dev = torch.device(device)
     m = min(n_iter, n)
     nodes = np.full((n_runs, m), np.nan)
     weights = np.zeros((n_runs, m))
     used = 0
-    if matmat is None:
-        def matmat(V: torch.Tensor) -> torch.Tensor:
-            return torch.stack([matvec(v) for v in V])
-        block_size = 1
+    if matmat is None:  # one run at a time, as a plain matvec has nothing to share
+        matmat, block_size = stacked(matvec), 1
     block = max(1, min(block_size, LOCKSTEP_MEMORY // (8 * m * n)))
 
     def start(r: int) -> torch.Tensor:

@@ -23,6 +23,20 @@ from ..errors import LandscapeError
 from .rng import generator
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
+Matmat = Callable[[torch.Tensor], torch.Tensor]  # (k, n) -> (k, n): rows H v_i (e.g. HessianOperator.mm)
+DEFAULT_BLOCK_SIZE = 8  # vectors per block product; memory ~ 2 * block_size * P float64 on the device
+
+
+def stacked(matvec: Matvec) -> Matmat:
+    """A block product made of one ``matvec`` per row, for operators without a ``matmat`` of their own."""
+    def matmat(V: torch.Tensor) -> torch.Tensor:
+        return torch.stack([matvec(v) for v in V])
+    return matmat
+
+
+def check_block_size(block_size: int) -> None:
+    if block_size < 1:
+        raise LandscapeError(f"block_size must be at least 1, got {block_size}")
 WHICH = ("largest", "smallest", "both")
 
 

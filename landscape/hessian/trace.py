@@ -10,13 +10,11 @@ dominating the variance.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 import torch
 
 from ..errors import LandscapeError
-from .lanczos import Matvec
+from .lanczos import DEFAULT_BLOCK_SIZE, Matmat, Matvec, check_block_size, stacked
 from .rng import generator
 
 
@@ -26,10 +24,6 @@ class TraceEstimate:
     stderr: float
     n_matvecs: int
     samples: np.ndarray  # the per-probe quadratic forms of the stochastic part
-
-
-DEFAULT_BLOCK_SIZE = 8  # probes per block product; memory ~ 2 * block_size * P float64 on the device
-Matmat = Callable[[torch.Tensor], torch.Tensor]  # (k, n) -> (k, n): rows H v_i
 
 
 def _rademacher(shape: tuple[int, ...], gen: torch.Generator, dev: torch.device) -> torch.Tensor:
@@ -44,16 +38,11 @@ def _blocked(matvec: Matvec, matmat: Matmat | None, dev: torch.device, bar) -> M
     """``V -> rows H v_i`` through ``matmat`` (one pass over the data per block) or, without one,
     stacked ``matvec`` calls; results as float64 on ``dev``, with the progress bar advanced."""
     def mm(V: torch.Tensor) -> torch.Tensor:
-        out = matmat(V) if matmat is not None else torch.stack([matvec(v) for v in V])
+        out = (matmat or stacked(matvec))(V)
         if bar is not None:
             bar.update(len(V))
         return out.to(device=dev, dtype=torch.float64)
     return mm
-
-
-def _check_block_size(block_size: int) -> None:
-    if block_size < 1:
-        raise LandscapeError(f"block_size must be at least 1, got {block_size}")
 
 
 def _chunks(total: int, size: int) -> list[int]:
@@ -70,7 +59,7 @@ def hutchinson(matvec: Matvec, n: int, n_probes: int, seed: int = 0, device: str
     """
     if n_probes < 1:
         raise LandscapeError(f"n_probes must be at least 1, got {n_probes}")
-    _check_block_size(block_size)
+    check_block_size(block_size)
     gen = generator(seed, "trace")
     dev = torch.device(device)
     mm = _blocked(matvec, matmat, dev, bar)
@@ -95,7 +84,7 @@ def hutch_plus_plus(matvec: Matvec, n: int, n_matvecs: int, seed: int = 0, devic
     """
     if n_matvecs < 3:
         raise LandscapeError(f"Hutch++ needs a budget of at least 3 products, got {n_matvecs}")
-    _check_block_size(block_size)
+    check_block_size(block_size)
     gen = generator(seed, "trace")
     dev = torch.device(device)
     mm = _blocked(matvec, matmat, dev, bar)
