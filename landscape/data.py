@@ -9,7 +9,6 @@ augmented.
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import pickle
 from dataclasses import dataclass

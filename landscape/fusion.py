@@ -16,6 +16,8 @@ import torch
 import torch.fx
 from torch import nn
 
+from .errors import LandscapeError
+
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 # Producers whose output is a fresh tensor (never a view of an input or a weight), so a ReLU
@@ -149,22 +151,21 @@ def _relu_inplace(gm: torch.fx.GraphModule, modules: dict[str, nn.Module]) -> in
 
 
 def fold_batchnorm(model: nn.Module, example: torch.Tensor | None = None,
-                   relu_inplace: bool = True) -> FoldedModel | None:
+                   relu_inplace: bool = True, required: bool = False) -> FoldedModel | None:
     """A `FoldedModel` twin of ``model`` with every foldable BatchNorm folded, or None.
 
     Folded: a Conv1d/2d/3d (Linear -> BatchNorm1d too, when ``example`` inputs show the linear
-    output is 2D) whose only user is an eval-mode BatchNorm with running statistics. None (with
-    the one-line cause in ``fold_batchnorm.reason``) when the model cannot be traced by
-    torch.fx, is in training mode, or has no such pair. ``relu_inplace`` also runs each ReLU in
-    place where its input is a fresh tensor used by nothing else, saving an allocation and a
-    pass per layer (1 CPU thread, per point over the folded twin without it: ResNet-20 0.87-0.94,
+    output is 2D) whose only user is an eval-mode BatchNorm with running statistics. None when the
+    model cannot be traced by torch.fx, is in training mode, or has no such pair; with
+    ``required=True`` that case raises a `LandscapeError` whose one line says which it was.
+    ``relu_inplace`` also runs each ReLU in place where its input is a fresh tensor used by nothing
+    else, saving an allocation and a pass per layer (1 CPU thread, per point over the folded twin without it: ResNet-20 0.87-0.94,
     digits convnet 0.80-0.94 channels-last and 0.94-1.04 contiguous; glibc's page faults on big
     buffers make single settings swing further either way).
     """
-    fold_batchnorm.reason = ""
-
     def no(reason: str) -> None:
-        fold_batchnorm.reason = reason
+        if required:
+            raise LandscapeError(f"BatchNorm cannot be folded: {reason}")
         return None
 
     if model.training:
@@ -214,6 +215,3 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor | None = None,
     gm.graph.lint()
     gm.recompile()
     return FoldedModel(gm, pairs, n_relu)
-
-
-fold_batchnorm.reason = ""

@@ -7,7 +7,6 @@ ranks finish together. There is no file locking and no reduction of whole arrays
 """
 from __future__ import annotations
 
-import math
 import os
 from collections import deque
 from typing import Any, Callable, Mapping, Sequence

@@ -12,7 +12,6 @@ loses only the points in flight and rerunning the same command computes only wha
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -454,12 +453,13 @@ def _folded_twin(model: nn.Module, fold_bn: bool | str, example: torch.Tensor):
         raise LandscapeError(f"fold_bn must be True, False or 'auto', got {fold_bn!r}")
     if fold_bn in (False, "off"):
         return None
-    with eval_mode(model):  # evaluated in eval mode, so that is the mode to fold in
-        twin = fold_batchnorm(model, example)
-    if twin is None and fold_bn in (True, "on"):
-        raise LandscapeError(f"fold_bn is on but BatchNorm cannot be folded: {fold_batchnorm.reason}; use fold_bn "
-                             "'auto' (--fold-bn auto) to fall back to the model as it is")
-    return twin
+    required = fold_bn in (True, "on")
+    try:
+        with eval_mode(model):  # evaluated in eval mode, so that is the mode to fold in
+            return fold_batchnorm(model, example, required=required)
+    except LandscapeError as e:
+        raise LandscapeError(f"fold_bn is on but {e}; use fold_bn 'auto' (--fold-bn auto) to fall back to the "
+                             "model as it is") from None
 
 
 def _progress(total: int, enabled: bool, desc: str):

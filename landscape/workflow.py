@@ -6,7 +6,6 @@ directory holds ``directions.h5`` and one surface file per mode and dimension
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence

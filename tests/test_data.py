@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-import landscape
 from landscape.data import as_tensors, get_dataset, subset_indices
 from landscape.errors import LandscapeError
 

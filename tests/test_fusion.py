@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 import landscape
+from landscape.errors import LandscapeError
 from landscape.evaluation import channels_last_model
 from landscape.fusion import fold_batchnorm
 from landscape.params import WeightShifter
@@ -47,8 +48,7 @@ def test_folded_twin_matches_model_and_follows_shifted_weights(name, layout):
     x = x.contiguous(memory_format=fmt)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with channels_last_model(model, layout == "channels_last"):
-        twin = fold_batchnorm(model, x)
-        assert twin is not None, fold_batchnorm.reason
+        twin = fold_batchnorm(model, x, required=True)
         n_bn = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
         assert twin.n_folded == n_bn  # every BN here follows a conv (vgg9: and one linear)
         assert _close(_run(model, x), _run(twin, x))
@@ -135,12 +135,15 @@ class _Branchy(nn.Module):
         return self.bn(self.conv(x)).flatten(1)
 
 
-def test_untraceable_model_training_mode_and_no_pairs_give_a_reason():
-    assert fold_batchnorm(_with_bn_stats(_Branchy())) is None
-    assert "trace" in fold_batchnorm.reason and "\n" not in fold_batchnorm.reason
-    model = _model("convnet").train()
-    assert fold_batchnorm(model) is None and "training" in fold_batchnorm.reason
-    assert fold_batchnorm(landscape.build_model("mlp")) is None and "BatchNorm" in fold_batchnorm.reason
+@pytest.mark.parametrize("case, reason", [("untraceable", "cannot trace"), ("training", "training mode"),
+                                          ("no_pairs", "no convolution followed")])
+def test_unfoldable_models_give_none_or_a_one_line_reason(case, reason):
+    model = {"untraceable": lambda: _with_bn_stats(_Branchy()), "training": lambda: _model("convnet").train(),
+             "no_pairs": lambda: landscape.build_model("mlp").eval()}[case]()
+    assert fold_batchnorm(model) is None
+    with pytest.raises(LandscapeError, match=reason) as info:
+        fold_batchnorm(model, required=True)
+    assert "\n" not in str(info.value)
 
 
 def test_linear_batchnorm_folds_only_when_its_input_is_known_2d():

@@ -1,5 +1,4 @@
 """render() and ``landscape render`` on surface files written by hand and by landscape.surface."""
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ from torch import nn
 from ..data import DataSpec
 from ..errors import LandscapeError
 from ..losses import LossSpec
-from .density import Quadrature, plot_density, slq, smooth_density
+from .density import plot_density, slq, smooth_density
 from .extremes import EigenExtremes, eigen_extremes
 from .hvp import HessianOperator, ParamSpec, dense_hessian, select_parameters
 from .lanczos import lanczos
