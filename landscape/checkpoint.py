@@ -86,6 +86,19 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: Mapping | N
     return path
 
 
+def _unpickler_cause(message: str) -> str:
+    """The one informative line of torch's weights-only refusal (it comes wrapped in a page of advice)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line]  # "unsupported GLOBAL posix.system ...", "Unsupported global: ..."
+    if named:
+        return named[0].split("WeightsUnpickler error:")[-1].strip().split(". ")[0]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
+            return (rest or (lines[i + 1] if i + 1 < len(lines) else line)).split(". ")[0]
+    return lines[0] if lines else "unpickling failed"
+
+
 def _read(path: Path, map_location: Any) -> tuple[dict, dict]:
     """Return (state-dict-like payload, header) from any supported file."""
     if path.suffix == ".safetensors":
@@ -98,9 +111,12 @@ def _read(path: Path, map_location: Any) -> tuple[dict, dict]:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        cause = _unpickler_cause(str(e))
+        if "global" not in str(e).lower():  # not a pickle of objects at all: some other file, or a damaged one
+            raise LandscapeError(f"cannot read {path} as a checkpoint: not a torch.save file, or a damaged one "
+                                 f"({cause[:160]})") from None
         raise LandscapeError(f"refusing to load {path}: it needs arbitrary Python objects unpickled, which could "
-                             f"run code ({first[:160]}); re-save it as a state_dict with torch.save") from None
+                             f"run code ({cause[:160]}); re-save it as a state_dict with torch.save") from None
     except (RuntimeError, EOFError, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise

@@ -83,3 +83,12 @@ def test_malicious_pickle_is_refused_without_running(tmp_path):
     r = run_cli("surface", "--ckpt", str(tmp_path / "evil.pt"), "--model", "convnet", "--dataset", "digits")
     assert r.returncode == 2 and "refusing" in r.stderr and "Traceback" not in r.stderr
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint\n", bytes(range(256)) * 4])
+def test_a_file_that_is_not_a_checkpoint_is_named_as_such(tmp_path, content):
+    path = tmp_path / "other.pt"
+    path.write_bytes(content)
+    with pytest.raises(LandscapeError, match="cannot read .* as a checkpoint: not a torch.save file") as info:
+        landscape.load_checkpoint(path, model="convnet")
+    assert "\n" not in str(info.value) and "arbitrary" not in str(info.value)
