@@ -37,3 +37,29 @@ def test_bench_record(tmp_path, capsys):
     assert rec["trace_probes"] == 8 and rec["trace_per_vector_s"] > 0 and rec["trace_blocked_s"] > 0
     assert rec["trace_rel_diff"] <= 1e-5   # same probes in blocks: float32 rounding only
     assert "PyHessian-style" in capsys.readouterr().out
+
+
+def test_bench_measures_the_checkpoint_it_is_given(tmp_path):
+    import landscape
+
+    torch.manual_seed(0)
+    model = landscape.build_model("mlp", hidden=(8,), input_shape=(1, 8, 8), num_classes=10).eval()
+    ckpt = landscape.save_checkpoint(tmp_path / "m.pt", model, {"dataset": "digits"})
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--hessian", "--ckpt", str(ckpt), "--samples", "120", "--k", "2", "--repeat", "1",
+                 "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["checkpoint"] == str(ckpt) and rec["dataset"] == "digits" and rec["num_params"] == 8 * 64 + 8 + 8 * 10 + 10
+    # the reference is this checkpoint's spectrum (same 120-sample subset), not a freshly trained model's
+    from landscape.data import get_dataset, subset_indices
+
+    data = get_dataset("digits", "train")
+    idx = subset_indices(len(data.inputs), 120, 0)
+    exact = landscape.hessian.eigenvalues(model.double(), (data.inputs[idx].double(), data.targets[idx]), k=2,
+                                          tol=1e-10)
+    assert np.allclose(rec["reference_top"], sorted(exact.values, reverse=True), rtol=1e-6)
+
+
+def test_bench_ckpt_outside_hessian_mode_is_one_line(tmp_path, capsys):
+    assert main(["bench", "--ckpt", str(tmp_path / "m.pt")]) == 2
+    assert "only read by bench --hessian" in capsys.readouterr().err

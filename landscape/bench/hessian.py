@@ -75,6 +75,22 @@ def _trained_model(args: argparse.Namespace, data):
     return model.eval()
 
 
+def _model_and_data(args: argparse.Namespace):
+    """(model, train split, model name, dataset name): the ``--ckpt`` given, or the default model trained here."""
+    from ..checkpoint import load_checkpoint
+    from ..data import get_dataset
+    from ..errors import LandscapeError
+
+    if not args.ckpt:
+        data = get_dataset(args.dataset, "train", args.data_root)
+        return _trained_model(args, data), data, args.model, args.dataset
+    ckpt = load_checkpoint(args.ckpt)
+    name = args.dataset or ckpt.meta.get("dataset")
+    if not name:
+        raise LandscapeError(f"{args.ckpt} does not record its dataset: pass --dataset NAME")
+    return ckpt.model.eval(), get_dataset(name, "train", args.data_root), ckpt.meta.get("model", args.ckpt), name
+
+
 def _rel_err(values, reference) -> float:
     values, reference = np.asarray(values, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     return float(np.max(np.abs(values - reference) / np.abs(reference)))
@@ -118,13 +134,12 @@ def _trace_pair(op, seeds: range) -> dict:
 def run(args: argparse.Namespace) -> dict:
     from scipy.sparse.linalg import eigsh
 
-    from ..data import get_dataset, subset_indices
+    from ..data import subset_indices
     from ..hessian import HessianOperator
     from ..hessian.lanczos import lanczos
 
     k = args.k
-    data = get_dataset(args.dataset, "train", args.data_root)
-    model = _trained_model(args, data)
+    model, data, model_name, dataset = _model_and_data(args)
     x, y = data.inputs, data.targets
     idx = subset_indices(len(x), args.samples, 0)
     if idx is not None:
@@ -151,7 +166,7 @@ def run(args: argparse.Namespace) -> dict:
     ar = _seeded_runs(lambda sd: eigsh(op, k=k, which="LA", v0=v0, return_eigenvectors=False), op, reference, range(1))
     tr = _trace_pair(op, seeds)
 
-    out = {"mode": "hessian", "model": args.model, "dataset": args.dataset, "num_params": n,
+    out = {"mode": "hessian", "model": model_name, "dataset": dataset, "checkpoint": args.ckpt, "num_params": n,
            "num_samples": op.num_samples, "k": k, "seeds": repeat, "reference_top": [float(v) for v in reference],
            "reference_hvps": ref_hvps, "reference_max_residual": float(np.max(ref.residuals)),
            "lanczos_tol_top1": PYHESSIAN_TOL, "lanczos_tol_topk": LANCZOS_TOL_TOPK, "power_tol": PYHESSIAN_TOL,
@@ -171,7 +186,7 @@ def run(args: argparse.Namespace) -> dict:
     rows = [("Lanczos (ours), top-1, tol 1e-3", lz1), ("power (PyHessian-style), top-1", pw1),
             (f"Lanczos (ours), top-{k}, tol {LANCZOS_TOL_TOPK:g}", lzk), (f"power (PyHessian-style), top-{k}", pwk),
             (f"scipy eigsh (ARPACK), top-{k}, 1 run", ar)]
-    print(f"Hessian solvers: {args.model} on {args.dataset} ({op.num_samples} samples), {n:,} parameters; "
+    print(f"Hessian solvers: {model_name} on {dataset} ({op.num_samples} samples), {n:,} parameters; "
           f"reference top-{k} from float64 Lanczos to 1e-12 ({ref_hvps} HVPs): " + ", ".join(f"{v:.6g}" for v in reference))
     print(f"over seeds 0..{repeat - 1}: mean HVPs, worst relative error, median seconds per run")
     print(f"{'solver':<38} {'HVPs':>6} {'max rel err':>12} {'median s':>9}")

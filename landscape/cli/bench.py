@@ -14,7 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hessian", action="store_true", help="benchmark top-eigenvalue solvers instead of surfaces")
     p.add_argument("--op", choices=["shift"], default=None, help="benchmark a native op instead of surfaces")
     p.add_argument("--model", default="convnet", help="registry model name")
-    p.add_argument("--dataset", default="digits")
+    p.add_argument("--dataset", default=None, help="dataset (default: digits, or the checkpoint's own with --ckpt)")
+    p.add_argument("--ckpt", default=None,
+                   help="with --hessian: measure this checkpoint instead of training the default model first")
     p.add_argument("--data-root", default=None)
     p.add_argument("--grid", type=positive_int, default=21, help="grid side: GRID x GRID points")
     p.add_argument("--samples", type=positive_int, default=None, help="samples per point (default: all)")
@@ -33,7 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import LandscapeError
+
     mode = "hessian" if args.hessian else (args.op or "surface")
+    if args.ckpt and mode != "hessian":
+        raise LandscapeError("--ckpt is only read by bench --hessian; the surface bench builds its own model")
+    if not args.ckpt:
+        args.dataset = args.dataset or "digits"
     module = importlib.import_module(f"landscape.bench.{mode}")
     result = module.run(args)  # prints its own readable table
     if not result:  # an MPI rank other than 0: rank 0 reports for all
