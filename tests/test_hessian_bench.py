@@ -63,3 +63,22 @@ def test_bench_measures_the_checkpoint_it_is_given(tmp_path):
 def test_bench_ckpt_outside_hessian_mode_is_one_line(tmp_path, capsys):
     assert main(["bench", "--ckpt", str(tmp_path / "m.pt")]) == 2
     assert "only read by bench --hessian" in capsys.readouterr().err
+
+
+def test_oracle_stop_equals_separate_runs_stopped_earlier():
+    """Prefixes of one run's tridiagonal are the shorter runs: checked by running each length on its own."""
+    from landscape.bench.hessian import _rel_err, oracle_stop
+    from landscape.hessian.lanczos import lanczos
+
+    g = torch.Generator().manual_seed(1)
+    Q, _ = torch.linalg.qr(torch.randn(60, 60, generator=g, dtype=torch.float64))
+    values = np.concatenate([[9.0, 7.0, 6.5], np.linspace(0, 3, 57)])
+    A = Q @ torch.diag(torch.from_numpy(values)) @ Q.T
+    reference = np.array([9.0, 7.0, 6.5])
+    run = lanczos(lambda v: A @ v, 60, k=3, tol=1e-12, seed=3)
+    for target in (1e-2, 1e-4, 1e-8):
+        m = oracle_stop(run, reference, target)
+        errs = {j: _rel_err(lanczos(lambda v: A @ v, 60, k=3, tol=1e-300, max_iter=j, seed=3).values, reference)
+                for j in range(3, run.n_iter + 1)}
+        assert m == min(j for j, e in errs.items() if e <= target)
+    assert oracle_stop(run, reference * 1.1, 1e-3) is None
