@@ -63,6 +63,17 @@ def test_options_reach_the_measures(ckpt, tmp_path):
     assert rec["keskar"]["settings"]["subspace_dim"] == 5
 
 
+def test_dtype_float64_measures_a_float64_copy(ckpt, tmp_path):
+    out = tmp_path / "f64"
+    assert main(["sharpness", "--ckpt", str(ckpt), "--measure", "keskar", "--max-iter", "2", "--samples", "100",
+                 "--dtype", "float64", "--out", str(out), "--no-progress"]) == 0
+    rec = json.loads((out / "sharpness.json").read_text())
+    d = get_dataset("digits", "train")
+    idx = subset_indices(len(d), 100, 0)
+    ref = keskar(load_checkpoint(ckpt).model.double(), (d.inputs[idx].double(), d.targets[idx]), eps=1e-3, max_iter=2)
+    assert rec["dtype"] == "float64" and rec["measures"]["keskar"]["value"] == pytest.approx(ref.value, rel=1e-9)
+
+
 def test_bad_input_is_a_clean_error(ckpt, tmp_path, capsys):
     assert main(["sharpness", "--ckpt", str(tmp_path / "missing.pt"), "--out", str(tmp_path), "--no-progress"]) == 2
     assert "missing.pt" in capsys.readouterr().err

@@ -21,6 +21,8 @@ def add_measure_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", nargs="+", default=None,
                    help="restrict to these parameters or module prefixes (one layer or block), e.g. classifier")
     p.add_argument("--seed", type=int, default=0, help="seed of the random probes / start vectors")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="precision of the model while measuring (float64: exact enough at near-zero loss, slower)")
     p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -65,6 +67,8 @@ def load_measure_inputs(args: argparse.Namespace):
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     ckpt = load_checkpoint(args.ckpt, model=args.model, model_args=args.model_args, map_location=device)
+    if args.dtype == "float64":
+        ckpt.model.double()  # inputs follow the parameters' dtype in every measurement
     name = args.dataset or ckpt.meta.get("dataset")
     if not name:
         raise LandscapeError(f"{args.ckpt} does not record its dataset: pass --dataset NAME")
@@ -74,8 +78,28 @@ def load_measure_inputs(args: argparse.Namespace):
     if idx is not None:
         x, y = x[idx], y[idx]
     info = {"checkpoint": str(args.ckpt), "checkpoint_sha256": ckpt.sha256, "dataset": name, "split": args.split,
-            "samples": len(x), "subset_seed": args.subset_seed if idx is not None else None, "device": device}
+            "samples": len(x), "subset_seed": args.subset_seed if idx is not None else None, "device": device,
+            "dtype": args.dtype}
     return ckpt, (x, y), info
+
+
+def _rounding_note(record: dict, op, vector, which: str, tol: float) -> list[str]:
+    """Record how far float32 products are from float64 along the first eigenvector; a line if well beyond tol.
+
+    A perturbation E of H moves an eigenvalue by about ``u^T E u``, at most ``||E u||``: the
+    measured error bounds how far float32 rounding can move these eigenvalues.
+    """
+    from ..hessian import rounding_error
+    from ..hessian.precision import CHECK_SAMPLES
+
+    err = rounding_error(op, vector)
+    record["float32_rel_error"] = {"value": err, "vector": f"{which} eigenvector", "samples": min(CHECK_SAMPLES,
+                                                                                                   op.num_samples)}
+    if err <= 10 * tol:  # within an order of what was asked: not worth a line
+        return []
+    return [f"note: float32 Hessian-vector products are {err:.1e} off (relative, along the {which} eigenvector, "
+            f"against float64 on {record['float32_rel_error']['samples']} samples), so these eigenvalues are good "
+            f"to about that, not to --tol {tol:g}; --dtype float64 removes this (slower)"]
 
 
 def output_dir(args: argparse.Namespace) -> Path:
@@ -83,6 +107,8 @@ def output_dir(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from .. import hessian
     from ..errors import LandscapeError
     from ..jsonfile import write_json_atomic
@@ -101,12 +127,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_eigenvalues:
         ends = ["largest", "smallest"] if args.which == "both" else [args.which]
         for which in ends:
+            check = which == ends[0] and op.param_dtype != torch.float64
             res = hessian.eigenvalues(ckpt.model, op, k=args.k, which=which, method=args.method, tol=args.tol,
-                                      max_iter=args.max_iter, seed=args.seed, progress=progress)
+                                      max_iter=args.max_iter, seed=args.seed, progress=progress,
+                                      return_vectors=check)
             record[f"{which}_eigenvalues"] = res.to_dict()
             flag = "" if res.converged else "  (NOT converged: raise --max-iter or loosen --tol)"
             lines.append(f"{which} {args.k} ({args.method}, {res.n_hvps} HVPs): "
                          + ", ".join(f"{v:.6g}" for v in res.values) + flag)
+            if check:
+                lines += _rounding_note(record, op, res.vectors[0], which, args.tol)
     if args.trace:
         res = hessian.trace(ckpt.model, op, n_probes=args.probes, method=args.trace_method, seed=args.seed,
                             progress=progress)

@@ -25,12 +25,14 @@ from .extremes import EigenExtremes, eigen_extremes
 from .hvp import HessianOperator, ParamSpec, dense_hessian, select_parameters
 from .lanczos import lanczos
 from .power import power_iteration
+from .precision import rounding_error
 from .trace import DEFAULT_BLOCK_SIZE, hutch_plus_plus, hutchinson
 from ..jsonfile import jsonable as _jsonable
 
 __all__ = ["eigenvalues", "trace", "density", "EigenResult", "TraceResult", "DensityResult", "HessianOperator",
            "eigen_extremes", "EigenExtremes", "lanczos", "power_iteration", "hutchinson",
-           "hutch_plus_plus", "slq", "smooth_density", "plot_density", "dense_hessian", "select_parameters"]
+           "hutch_plus_plus", "slq", "smooth_density", "plot_density", "dense_hessian", "select_parameters",
+           "rounding_error"]
 
 METHODS = ("lanczos", "power")
 TRACE_METHODS = ("hutchinson", "hutch++")

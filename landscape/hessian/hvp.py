@@ -106,7 +106,7 @@ class HessianOperator(LinearOperator):
         self.settings = {"loss": loss_name(loss), "batch_size": batch_size or DEFAULT_HVP_BATCH_SIZE,
                          "params": describe_parameters(params), "weight_decay": self.weight_decay,
                          "weight_decay_included": self.weight_decay != 0.0, "num_params": self.num_params,
-                         "num_samples": self.num_samples}
+                         "num_samples": self.num_samples, "dtype": str(self.param_dtype).removeprefix("torch.")}
         super().__init__(dtype=np.float64, shape=(self.num_params, self.num_params))
 
     # ---------------------------------------------------------------- flat <-> per-parameter
