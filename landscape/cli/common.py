@@ -49,6 +49,16 @@ def positive_float(text: str) -> float:
     return _positive(text, float, "number")
 
 
+def non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
+    return v
+
+
 def add_checkpoint_args(p: argparse.ArgumentParser, multi: bool = False) -> None:
     p.add_argument("--ckpt", required=True, help="checkpoint file (.pt, .t7, .safetensors, bare state_dict)")
     if multi:

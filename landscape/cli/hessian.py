@@ -4,37 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_checkpoint_args, add_data_args, positive_int
+from .common import non_negative_float, positive_int
+from .measure import add_measure_data_args, load_measure_inputs, output_dir
 
 HELP = "Hessian eigenvalues (Lanczos/power), trace (Hutchinson/Hutch++) and spectral density (SLQ) as JSON"
 DESCRIPTION = ("Measure the Hessian of the dataset loss at a checkpoint, matrix-free (Hessian-vector products "
                "over the whole split, eval mode). Writes OUT/hessian.json and, with --density, OUT/density.png.")
-
-
-def add_measure_data_args(p: argparse.ArgumentParser) -> None:
-    """Checkpoint, data and output options shared with ``landscape sharpness``."""
-    add_checkpoint_args(p)
-    add_data_args(p)
-    p.add_argument("--split", default="train", choices=["train", "test"], help="which split to measure on")
-    p.add_argument("--samples", type=positive_int, default=None, help="use a fixed random subset of N samples")
-    p.add_argument("--subset-seed", type=int, default=0, help="seed of the --samples subset")
-    p.add_argument("--params", nargs="+", default=None,
-                   help="restrict to these parameters or module prefixes (one layer or block), e.g. classifier")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random probes / start vectors")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
-                   help="precision of the model while measuring (float64: exact enough at near-zero loss, slower)")
-    p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
-    return v
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,32 +32,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-eigenvalues", action="store_true", help="skip the eigenvalues (trace/density only)")
 
 
-def load_measure_inputs(args: argparse.Namespace):
-    """(checkpoint, (inputs, targets), description of the data) from the shared options."""
-    import torch
-
-    from ..checkpoint import load_checkpoint
-    from ..data import get_dataset, subset_indices
-    from ..errors import LandscapeError
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    ckpt = load_checkpoint(args.ckpt, model=args.model, model_args=args.model_args, map_location=device)
-    if args.dtype == "float64":
-        ckpt.model.double()  # inputs follow the parameters' dtype in every measurement
-    name = args.dataset or ckpt.meta.get("dataset")
-    if not name:
-        raise LandscapeError(f"{args.ckpt} does not record its dataset: pass --dataset NAME")
-    data = get_dataset(name, args.split, args.data_root)
-    x, y = data.inputs, data.targets
-    idx = subset_indices(len(x), args.samples, args.subset_seed)
-    if idx is not None:
-        x, y = x[idx], y[idx]
-    info = {"checkpoint": str(args.ckpt), "checkpoint_sha256": ckpt.sha256, "dataset": name, "split": args.split,
-            "samples": len(x), "subset_seed": args.subset_seed if idx is not None else None, "device": device,
-            "dtype": args.dtype}
-    return ckpt, (x, y), info
-
-
 def _rounding_note(record: dict, op, vector, which: str, tol: float) -> list[str]:
     """Record how far float32 products are from float64 along the first eigenvector; a line if well beyond tol.
 
@@ -100,10 +49,6 @@ def _rounding_note(record: dict, op, vector, which: str, tol: float) -> list[str
     return [f"note: float32 Hessian-vector products are {err:.1e} off (relative, along the {which} eigenvector, "
             f"against float64 on {record['float32_rel_error']['samples']} samples), so these eigenvalues are good "
             f"to about that, not to --tol {tol:g}; --dtype float64 removes this (slower)"]
-
-
-def output_dir(args: argparse.Namespace) -> Path:
-    return Path(args.out) if args.out else Path("out") / Path(args.ckpt).stem
 
 
 def run(args: argparse.Namespace) -> int:

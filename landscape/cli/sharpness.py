@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .common import positive_float, positive_int
-from .hessian import add_measure_data_args, load_measure_inputs, output_dir
+from .measure import add_measure_data_args, load_measure_inputs, output_dir
 
 HELP = "sharpness measures (keskar, adaptive, average, pacbayes) of a checkpoint as JSON"
 DESCRIPTION = ("Measure how sharp the minimum at a checkpoint is (eval mode, weights restored afterwards). "
