@@ -72,3 +72,51 @@ def test_user_errors_are_one_line(ckpt, tmp_path, capsys):
     save_checkpoint(bare, model, {})  # no dataset recorded
     assert main(["hessian", "--ckpt", str(bare), "--out", str(tmp_path), "--no-progress"]) == 2
     assert "--dataset" in capsys.readouterr().err
+
+
+def _refuse(*_, **__):
+    raise AssertionError("recomputed a part the file already holds")
+
+
+def test_rerun_reuses_finished_parts_and_a_kill_loses_only_the_part_in_flight(ckpt, tmp_path, capsys, monkeypatch):
+    import landscape.hessian as lh
+
+    path, _ = ckpt
+    out = tmp_path / "parts"
+    base = ["hessian", "--ckpt", str(path), "--k", "2", "--samples", "120", "--tol", "1e-4", "--out", str(out),
+            "--no-progress"]
+    parts = ["--trace", "--probes", "8", "--density", "--density-iter", "8", "--density-runs", "2"]
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:  # killed during the density: eigenvalues and trace are already on disk
+        m.setattr(lh, "density", interrupted)
+        assert main(base + parts) == 130
+    kept = json.loads((out / "hessian.json").read_text())
+    assert {"largest_eigenvalues", "trace"} <= set(kept) and "density" not in kept
+    capsys.readouterr()
+
+    with monkeypatch.context() as m:  # the rerun computes only what is missing
+        m.setattr(lh, "eigenvalues", _refuse)
+        m.setattr(lh, "trace", _refuse)
+        assert main(base + parts) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("(reused: same checkpoint, data and settings)") == 2
+    full = json.loads((out / "hessian.json").read_text())
+    assert full["largest_eigenvalues"] == kept["largest_eigenvalues"] and full["trace"] == kept["trace"]
+    assert len(full["density"]["nodes"]) == 2 and (out / "density.png").exists()
+
+    with monkeypatch.context() as m:  # another probe count: only the trace is computed again
+        m.setattr(lh, "eigenvalues", _refuse)
+        m.setattr(lh, "density", _refuse)
+        assert main(base + ["--trace", "--probes", "4", "--density", "--density-iter", "8", "--density-runs", "2"]) == 0
+    again = json.loads((out / "hessian.json").read_text())
+    assert again["trace"]["request"]["probes"] == 4 and again["trace"]["n_hvps"] == 4
+    assert again["density"] == full["density"]
+    capsys.readouterr()
+
+    # other data (a different subset size): nothing is reused, and the parts not asked for are dropped
+    assert main([a if a != "120" else "100" for a in base]) == 0
+    other = json.loads((out / "hessian.json").read_text())
+    assert other["samples"] == 100 and "trace" not in other and "(reused" not in capsys.readouterr().out

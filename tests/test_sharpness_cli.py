@@ -79,3 +79,34 @@ def test_bad_input_is_a_clean_error(ckpt, tmp_path, capsys):
     assert "missing.pt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["sharpness", "--ckpt", str(ckpt), "--p", "1"])
+
+
+def test_a_kill_keeps_finished_measures_and_the_rerun_computes_only_the_rest(ckpt, tmp_path, capsys, monkeypatch):
+    import landscape.sharpness as ls
+
+    out = tmp_path / "resume"
+    cmd = ["sharpness", "--ckpt", str(ckpt), "--measure", "keskar", "pacbayes", "--max-iter", "2", "--samples", "100",
+           "--mc-samples", "2", "--bisect-tol", "0.2", "--out", str(out), "--no-progress"]
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    def refuse(*_, **__):
+        raise AssertionError("recomputed a measure the file already holds")
+
+    with monkeypatch.context() as m:
+        m.setattr(ls, "pac_bayes_sigma", interrupted)
+        assert main(cmd) == 130
+    kept = json.loads((out / "sharpness.json").read_text())["measures"]
+    assert set(kept) == {"keskar"}
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        m.setattr(ls, "keskar", refuse)
+        assert main(cmd) == 0
+    assert "(reused: same checkpoint, data and settings)" in capsys.readouterr().out
+    done = json.loads((out / "sharpness.json").read_text())["measures"]
+    assert done["keskar"] == kept["keskar"] and done["pacbayes"]["request"]["bisect_tol"] == 0.2
+    with monkeypatch.context() as m:  # another eps is another number: computed again
+        m.setattr(ls, "pac_bayes_sigma", refuse)
+        assert main(cmd + ["--eps", "5e-4"]) == 0
+    assert json.loads((out / "sharpness.json").read_text())["measures"]["keskar"]["settings"]["eps"] == 5e-4

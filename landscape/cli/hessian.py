@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from .common import non_negative_float, positive_int
-from .measure import add_measure_data_args, load_measure_inputs, output_dir
+from .measure import PartsFile, add_measure_data_args, load_measure_inputs, output_dir
 
 HELP = "Hessian eigenvalues (Lanczos/power), trace (Hutchinson/Hutch++) and spectral density (SLQ) as JSON"
 DESCRIPTION = ("Measure the Hessian of the dataset loss at a checkpoint, matrix-free (Hessian-vector products "
@@ -32,23 +32,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-eigenvalues", action="store_true", help="skip the eigenvalues (trace/density only)")
 
 
-def _rounding_note(record: dict, op, vector, which: str, tol: float) -> list[str]:
-    """Record how far float32 products are from float64 along the first eigenvector; a line if well beyond tol.
+def _rounding_note(err: float, which: str, tol: float, samples: int) -> list[str]:
+    """A line when float32 products are well beyond ``tol`` along the first eigenvector.
 
     A perturbation E of H moves an eigenvalue by about ``u^T E u``, at most ``||E u||``: the
     measured error bounds how far float32 rounding can move these eigenvalues.
     """
-    from ..hessian import rounding_error
-    from ..hessian.precision import CHECK_SAMPLES
-
-    err = rounding_error(op, vector)
-    record["float32_rel_error"] = {"value": err, "vector": f"{which} eigenvector", "samples": min(CHECK_SAMPLES,
-                                                                                                   op.num_samples)}
     if err <= 10 * tol:  # within an order of what was asked: not worth a line
         return []
     return [f"note: float32 Hessian-vector products are {err:.1e} off (relative, along the {which} eigenvector, "
-            f"against float64 on {record['float32_rel_error']['samples']} samples), so these eigenvalues are good "
-            f"to about that, not to --tol {tol:g}; --dtype float64 removes this (slower)"]
+            f"against float64 on {samples} samples), so these eigenvalues are good to about that, not to --tol "
+            f"{tol:g}; --dtype float64 removes this (slower)"]
+
+
+def _density_line(part: dict, png: Path) -> str:
+    import numpy as np
+
+    nodes, weights = np.asarray(part["nodes"]), np.asarray(part["weights"])
+    w = weights / nodes.shape[0]  # the quadrature moments of DensityResult.moments
+    m1, m2 = float((w * nodes).sum()), float((w * nodes ** 2).sum())
+    return (f"density (SLQ, {part['n_hvps']} HVPs): nodes in [{nodes.min():.4g}, {nodes.max():.4g}], "
+            f"tr/P ~ {m1:.4g}, ||H||_F^2/P ~ {m2:.4g}; figure {png}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import hessian
     from ..errors import LandscapeError
-    from ..jsonfile import write_json_atomic
+    from ..hessian.precision import CHECK_SAMPLES
 
     if args.no_eigenvalues and not (args.trace or args.density):
         raise LandscapeError("--no-eigenvalues leaves nothing to measure: add --trace and/or --density")
@@ -65,41 +69,58 @@ def run(args: argparse.Namespace) -> int:
     op = hessian.HessianOperator(ckpt.model, data, args.loss, args.batch_size, args.params, args.weight_decay,
                                  info["device"])
     out_dir = output_dir(args)
-    record: dict = {**info, "operator": op.settings}
+    record = PartsFile(out_dir / "hessian.json", {**info, "operator": op.settings})
     lines = [f"{args.ckpt}: Hessian over {op.num_params:,} parameters, {op.num_samples:,} {args.split} samples"
              + (f", weight decay {args.weight_decay:g} included" if args.weight_decay else "")]
+    reused = " (reused: same checkpoint, data and settings)"
 
     if not args.no_eigenvalues:
         ends = ["largest", "smallest"] if args.which == "both" else [args.which]
         for which in ends:
+            request = {"k": args.k, "which": which, "method": args.method, "tol": args.tol,
+                       "max_iter": args.max_iter, "seed": args.seed}
             check = which == ends[0] and op.param_dtype != torch.float64
-            res = hessian.eigenvalues(ckpt.model, op, k=args.k, which=which, method=args.method, tol=args.tol,
-                                      max_iter=args.max_iter, seed=args.seed, progress=progress,
-                                      return_vectors=check)
-            record[f"{which}_eigenvalues"] = res.to_dict()
-            flag = "" if res.converged else "  (NOT converged: raise --max-iter or loosen --tol)"
-            lines.append(f"{which} {args.k} ({args.method}, {res.n_hvps} HVPs): "
-                         + ", ".join(f"{v:.6g}" for v in res.values) + flag)
+            part = record.reuse(f"{which}_eigenvalues", request)
+            rounding = record.reuse("float32_rel_error", request) if check else None
+            note = reused if part is not None and (rounding is not None or not check) else ""
+            if note == "":
+                res = hessian.eigenvalues(ckpt.model, op, k=args.k, which=which, method=args.method, tol=args.tol,
+                                          max_iter=args.max_iter, seed=args.seed, progress=progress,
+                                          return_vectors=check)
+                part = res.to_dict()
+                record.put(f"{which}_eigenvalues", part, request)
+                if check:
+                    rounding = {"value": hessian.rounding_error(op, res.vectors[0]), "vector": f"{which} eigenvector",
+                                "samples": min(CHECK_SAMPLES, op.num_samples)}
+                    record.put("float32_rel_error", rounding, request)
+            flag = "" if part["converged"] else "  (NOT converged: raise --max-iter or loosen --tol)"
+            lines.append(f"{which} {args.k} ({args.method}, {part['n_hvps']} HVPs): "
+                         + ", ".join(f"{v:.6g}" for v in part["values"]) + flag + note)
             if check:
-                lines += _rounding_note(record, op, res.vectors[0], which, args.tol)
+                lines += _rounding_note(rounding["value"], which, args.tol, rounding["samples"])
     if args.trace:
-        res = hessian.trace(ckpt.model, op, n_probes=args.probes, method=args.trace_method, seed=args.seed,
-                            progress=progress)
-        record["trace"] = res.to_dict()
-        lines.append(f"trace ({args.trace_method}, {res.n_hvps} HVPs): {res.value:.6g} +- {res.stderr:.2g} (s.e.)")
+        request = {"probes": args.probes, "method": args.trace_method, "seed": args.seed}
+        part, note = record.reuse("trace", request), reused
+        if part is None:
+            part, note = hessian.trace(ckpt.model, op, n_probes=args.probes, method=args.trace_method,
+                                       seed=args.seed, progress=progress).to_dict(), ""
+            record.put("trace", part, request)
+        lines.append(f"trace ({args.trace_method}, {part['n_hvps']} HVPs): {part['value']:.6g} +- "
+                     f"{part['stderr']:.2g} (s.e.){note}")
     if args.density:
-        res = hessian.density(ckpt.model, op, n_iter=args.density_iter, n_runs=args.density_runs, seed=args.seed,
-                              progress=progress)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        request = {"n_iter": args.density_iter, "n_runs": args.density_runs, "seed": args.seed}
+        part, note = record.reuse("density", request), reused
         png = out_dir / "density.png"
-        res.save_png(png, title=f"{'/'.join(Path(args.ckpt).parts[-2:])}: Hessian spectral density (SLQ, {args.density_runs} runs "
-                                f"x {args.density_iter} steps)")
-        record["density"] = {**res.to_dict(), "png": str(png)}
-        m1, m2 = res.moments(2)
-        lines.append(f"density (SLQ, {res.n_hvps} HVPs): nodes in [{res.nodes.min():.4g}, {res.nodes.max():.4g}], "
-                     f"tr/P ~ {m1:.4g}, ||H||_F^2/P ~ {m2:.4g}; figure {png}")
-    record["n_hvps_total"] = op.n_hvps
-    path = write_json_atomic(out_dir / "hessian.json", record)
+        if part is None:
+            part, note = hessian.density(ckpt.model, op, n_iter=args.density_iter, n_runs=args.density_runs,
+                                         seed=args.seed, progress=progress).to_dict(), ""
+            part["png"] = str(png)
+        hessian.plot_density(part["grid"], part["density"], png,
+                             f"{'/'.join(Path(args.ckpt).parts[-2:])}: Hessian spectral density (SLQ, "
+                             f"{args.density_runs} runs x {args.density_iter} steps)")
+        record.put("density", part, request)
+        lines.append(_density_line(part, png) + note)
+    path = record.write()
     print("\n".join(lines))
     print(f"wrote {path}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .common import positive_float, positive_int
-from .measure import add_measure_data_args, load_measure_inputs, output_dir
+from .measure import PartsFile, add_measure_data_args, load_measure_inputs, output_dir
 
 HELP = "sharpness measures (keskar, adaptive, average, pacbayes) of a checkpoint as JSON"
 DESCRIPTION = ("Measure how sharp the minimum at a checkpoint is (eval mode, weights restored afterwards). "
@@ -39,35 +39,62 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--bisect-tol", type=positive_float, default=1e-2, help="relative width of the final bracket")
 
 
-def run(args: argparse.Namespace) -> int:
-    from .. import sharpness
-    from ..jsonfile import write_json_atomic
+def _request(name: str, args: argparse.Namespace) -> dict:
+    """The options that determine measure ``name`` (a rerun with the same ones reuses its number)."""
+    if name == "keskar":
+        return {"eps": args.eps, "subspace_dim": args.subspace_dim, "max_iter": args.max_iter, "seed": args.seed}
+    if name in ("adaptive", "average"):
+        return {"rho": args.rho, "p": args.p, "adaptive": not args.no_adaptive, "m": args.m, "steps": args.steps,
+                "step_size": args.step_size, "mc_samples": args.mc_samples, "seed": args.seed}
+    return {"target": args.target, "metric": args.metric, "magnitude_aware": args.magnitude_aware,
+            "pb_eps": args.pb_eps, "mc_samples": args.mc_samples, "bisect_tol": args.bisect_tol, "seed": args.seed}
 
+
+def _measure(name: str, args: argparse.Namespace, model, data, common: dict) -> dict:
+    from .. import sharpness
+
+    if name == "keskar":
+        res = sharpness.keskar(model, data, eps=args.eps, subspace_dim=args.subspace_dim, max_iter=args.max_iter,
+                               **common)
+    elif name in ("adaptive", "average"):
+        res = sharpness.adaptive(model, data, rho=args.rho, p=args.p, kind="worst" if name == "adaptive"
+                                 else "average", adaptive=not args.no_adaptive, m=args.m, n_steps=args.steps,
+                                 step_size=args.step_size, n_samples=args.mc_samples or 20, **common)
+    else:
+        res = sharpness.pac_bayes_sigma(model, data, target=args.target, metric=args.metric,
+                                        magnitude_aware=args.magnitude_aware, eps=args.pb_eps,
+                                        n_samples=args.mc_samples or 10, tol=args.bisect_tol, **common)
+    return res.to_dict()
+
+
+def _line(name: str, part: dict, args: argparse.Namespace) -> str:
+    if name == "keskar":
+        return (f"keskar ({part['settings']['subspace']}, eps {args.eps:g}): {part['value']:.6g} "
+                f"(loss {part['base_loss']:.5g} -> {part['max_loss']:.5g} in {part['n_iter']} L-BFGS-B iterations)")
+    if name in ("adaptive", "average"):
+        stderr = part.get("stderr")
+        se = f" +- {stderr:.2g}" if stderr is not None and stderr == stderr else ""
+        return (f"{name} ({'adaptive' if not args.no_adaptive else 'plain'}, p={args.p}, rho {args.rho:g}"
+                f"{', m=' + str(args.m) if args.m else ''}): {part['value']:.6g}{se}")
+    return (f"pacbayes ({'magnitude-aware' if args.magnitude_aware else 'plain'}, {args.metric} + {args.target:g}): "
+            f"sigma {part['value']:.5g}, flatness 1/sigma^2 {part['flatness']:.5g}")
+
+
+def run(args: argparse.Namespace) -> int:
     ckpt, data, info = load_measure_inputs(args)
     common = dict(loss=args.loss, batch_size=args.batch_size, params=args.params, seed=args.seed,
                   device=info["device"], progress=not args.no_progress)
-    results, lines = {}, [f"{args.ckpt}: sharpness on {info['samples']:,} {args.split} samples"]
+    base = {**info, "loss": args.loss, "batch_size": args.batch_size, "params": args.params}
+    record = PartsFile(output_dir(args) / "sharpness.json", base, container="measures")
+    lines = [f"{args.ckpt}: sharpness on {info['samples']:,} {args.split} samples"]
     for name in dict.fromkeys(args.measure):  # each once, in the order given
-        if name == "keskar":
-            res = sharpness.keskar(ckpt.model, data, eps=args.eps, subspace_dim=args.subspace_dim,
-                                   max_iter=args.max_iter, **common)
-            lines.append(f"keskar ({res.settings['subspace']}, eps {args.eps:g}): {res.value:.6g} "
-                         f"(loss {res.base_loss:.5g} -> {res.max_loss:.5g} in {res.n_iter} L-BFGS-B iterations)")
-        elif name in ("adaptive", "average"):
-            res = sharpness.adaptive(ckpt.model, data, rho=args.rho, p=args.p, kind="worst" if name == "adaptive"
-                                     else "average", adaptive=not args.no_adaptive, m=args.m, n_steps=args.steps,
-                                     step_size=args.step_size, n_samples=args.mc_samples or 20, **common)
-            se = f" +- {res.stderr:.2g}" if res.stderr == res.stderr else ""
-            lines.append(f"{name} ({'adaptive' if not args.no_adaptive else 'plain'}, p={args.p}, rho {args.rho:g}"
-                         f"{', m=' + str(args.m) if args.m else ''}): {res.value:.6g}{se}")
-        else:
-            res = sharpness.pac_bayes_sigma(ckpt.model, data, target=args.target, metric=args.metric,
-                                            magnitude_aware=args.magnitude_aware, eps=args.pb_eps,
-                                            n_samples=args.mc_samples or 10, tol=args.bisect_tol, **common)
-            lines.append(f"pacbayes ({'magnitude-aware' if args.magnitude_aware else 'plain'}, {args.metric} + "
-                         f"{args.target:g}): sigma {res.value:.5g}, flatness 1/sigma^2 {res.flatness:.5g}")
-        results[name] = res.to_dict()
-    path = write_json_atomic(output_dir(args) / "sharpness.json", {**info, "measures": results})
+        request = _request(name, args)
+        part, note = record.reuse(name, request), " (reused: same checkpoint, data and settings)"
+        if part is None:
+            part, note = _measure(name, args, ckpt.model, data, common), ""
+            record.put(name, part, request)  # on disk before the next measure starts
+        lines.append(_line(name, part, args) + note)
+    path = record.write()
     print("\n".join(lines))
     print(f"wrote {path}")
     return 0
