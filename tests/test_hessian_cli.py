@@ -120,3 +120,34 @@ def test_rerun_reuses_finished_parts_and_a_kill_loses_only_the_part_in_flight(ck
     assert main([a if a != "120" else "100" for a in base]) == 0
     other = json.loads((out / "hessian.json").read_text())
     assert other["samples"] == 100 and "trace" not in other and "(reused" not in capsys.readouterr().out
+
+
+def test_an_interrupted_density_keeps_its_finished_runs(ckpt, tmp_path, capsys, monkeypatch):
+    import sys
+
+    dens = sys.modules["landscape.hessian.density"]  # the module (the package's `density` is the function)
+    path, _ = ckpt
+    cmd = ["hessian", "--ckpt", str(path), "--no-eigenvalues", "--density", "--density-iter", "6", "--density-runs",
+           "10", "--samples", "120", "--no-progress"]
+    real, calls = dens.lanczos_tridiagonals, []
+
+    def second_block_killed(*a, **k):  # runs go in lockstep blocks of 8: the kill comes after 8 are saved
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(dens, "lanczos_tridiagonals", second_block_killed)
+        assert main(cmd + ["--out", str(tmp_path / "a")]) == 130
+    partial = json.loads((tmp_path / "a" / "hessian.json").read_text())
+    assert len(partial["density_runs"]["runs"]) == 8 and "density" not in partial
+    capsys.readouterr()
+    assert main(cmd + ["--out", str(tmp_path / "a")]) == 0
+    assert "(8 of 10 runs reused from an interrupted run)" in capsys.readouterr().out
+    resumed = json.loads((tmp_path / "a" / "hessian.json").read_text())
+    assert "density_runs" not in resumed and resumed["density"]["n_hvps"] == 2 * 6
+    assert main(cmd + ["--out", str(tmp_path / "b")]) == 0  # uninterrupted, for comparison
+    whole = json.loads((tmp_path / "b" / "hessian.json").read_text())
+    assert np.allclose(resumed["density"]["nodes"], whole["density"]["nodes"], rtol=1e-6, atol=1e-9)
+    assert np.allclose(resumed["density"]["density"], whole["density"]["density"], rtol=1e-6, atol=1e-9)

@@ -101,3 +101,26 @@ def test_density_in_blocks_equals_density_run_by_run():
     assert np.allclose(a.weights, b.weights, rtol=1e-10, atol=1e-12)
     with pytest.raises(Exception, match="block_size"):
         density(model, data, n_iter=3, n_runs=1, batch_size=HVP_BATCH, block_size=0)
+
+
+def test_resumed_density_equals_an_uninterrupted_one():
+    model, data, _, _ = case("mlp")
+    full = density(model, data, n_iter=10, n_runs=5, batch_size=HVP_BATCH, seed=2, block_size=2)
+    saved = {}
+
+    def stop_after_two(r, nodes, weights):
+        saved[r] = (nodes, weights)
+        if len(saved) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        density(model, data, n_iter=10, n_runs=5, batch_size=HVP_BATCH, seed=2, block_size=2, on_run=stop_after_two)
+    assert sorted(saved) == [0, 1]
+    finished = []
+    resumed = density(model, data, n_iter=10, n_runs=5, batch_size=HVP_BATCH, seed=2, block_size=3, done=saved,
+                      on_run=lambda r, *_: finished.append(r))
+    assert finished == [2, 3, 4] and resumed.n_hvps == 30 and resumed.settings["resumed_runs"] == 2
+    assert np.allclose(resumed.nodes, full.nodes, rtol=1e-10, atol=1e-12)
+    assert np.allclose(resumed.weights, full.weights, rtol=1e-10, atol=1e-12)
+    with pytest.raises(Exception, match="does not fit"):
+        density(model, data, n_iter=10, n_runs=5, batch_size=HVP_BATCH, seed=2, done={7: saved[0]})

@@ -111,10 +111,20 @@ def run(args: argparse.Namespace) -> int:
         request = {"n_iter": args.density_iter, "n_runs": args.density_runs, "seed": args.seed}
         part, note = record.reuse("density", request), reused
         png = out_dir / "density.png"
-        if part is None:
+        if part is None:  # finished SLQ runs are saved one by one ("density_runs") and picked up again
+            partial = record.reuse("density_runs", request) or {"runs": {}}
+            done = {int(r): (run["nodes"], run["weights"]) for r, run in partial["runs"].items()}
+
+            def save_run(r: int, nodes, weights) -> None:
+                partial["runs"][str(r)] = {"nodes": nodes, "weights": weights}
+                record.put("density_runs", partial, request)
+
             part, note = hessian.density(ckpt.model, op, n_iter=args.density_iter, n_runs=args.density_runs,
-                                         seed=args.seed, progress=progress).to_dict(), ""
+                                         seed=args.seed, progress=progress, done=done, on_run=save_run).to_dict(), ""
             part["png"] = str(png)
+            record.drop("density_runs")
+            if done:
+                note = f" ({len(done)} of {args.density_runs} runs reused from an interrupted run)"
         hessian.plot_density(part["grid"], part["density"], png,
                              f"{'/'.join(Path(args.ckpt).parts[-2:])}: Hessian spectral density (SLQ, "
                              f"{args.density_runs} runs x {args.density_iter} steps)")

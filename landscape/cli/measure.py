@@ -98,6 +98,10 @@ class PartsFile:
         self.parts[name] = _plain({**value, "request": request})
         self.write()
 
+    def drop(self, name: str) -> None:
+        """Forget a part (a partial one, once the whole part is in)."""
+        self.parts.pop(name, None)
+
     def write(self) -> Path:
         from ..jsonfile import write_json_atomic
 

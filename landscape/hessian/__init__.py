@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -171,7 +172,8 @@ def density(model: nn.Module, data: DataSpec, n_iter: int = 80, n_runs: int = 10
             batch_size: int | None = None, params: ParamSpec = None, weight_decay: float = 0.0, seed: int = 0,
             sigma: float | None = None, grid: np.ndarray | None = None, grid_size: int = 1000,
             device: str | torch.device | None = None, progress: bool = False,
-            block_size: int = DEFAULT_BLOCK_SIZE) -> DensityResult:
+            block_size: int = DEFAULT_BLOCK_SIZE, done: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
+            on_run: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> DensityResult:
     """Spectral density by stochastic Lanczos quadrature: ``n_runs`` runs of ``n_iter`` steps.
 
     Up to ``block_size`` runs go in lockstep, sharing each data batch's forward and first backward
@@ -179,18 +181,21 @@ def density(model: nn.Module, data: DataSpec, n_iter: int = 80, n_runs: int = 10
 
     Returns the quadrature (nodes, weights; each run's weights sum to 1) and its Gaussian-kernel
     smoothing on a grid (``sigma`` defaults to ``sqrt(1e-5)`` times the spectral range).
+    ``on_run`` and ``done`` save and resume finished runs (`slq`); the result is the same.
     """
     op = _operator(model, data, loss, batch_size, params, weight_decay, device)
     start, before = time.perf_counter(), op.n_hvps
     from tqdm.auto import tqdm
-    bar = tqdm(total=n_runs * min(n_iter, op.num_params), desc="density (SLQ)", unit="hvp", disable=not progress,
+    todo = n_runs - len(done or {})
+    bar = tqdm(total=todo * min(n_iter, op.num_params), desc="density (SLQ)", unit="hvp", disable=not progress,
                leave=False, dynamic_ncols=True)
     try:
         quad, _ = slq(op.mv, op.num_params, n_iter, n_runs, seed, op.device, bar=bar, matmat=op.mm,
-                      block_size=block_size)
+                      block_size=block_size, done=done, on_run=on_run)
     finally:
         bar.close()
     g, dens, sig = smooth_density(quad.nodes, quad.weights, grid, sigma, grid_size)
-    settings = {"n_iter": n_iter, "n_runs": n_runs, "seed": seed, "sigma": sig, **op.settings}
+    settings = {"n_iter": n_iter, "n_runs": n_runs, "seed": seed, "sigma": sig, "resumed_runs": len(done or {}),
+                **op.settings}
     return DensityResult(nodes=quad.nodes, weights=quad.weights, grid=g, density=dens, sigma=sig,
                          n_hvps=op.n_hvps - before, settings=settings, seconds=time.perf_counter() - start)

@@ -11,6 +11,7 @@ grid (Ghorbani et al. take ``sigma^2 = 1e-5`` on a spectrum scaled to ``[-1, 1]`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -70,12 +71,16 @@ LOCKSTEP_MEMORY = 1 << 30
 
 def slq(matvec: Matvec, n: int, n_iter: int, n_runs: int, seed: int = 0, device: str | torch.device = "cpu",
         probes: torch.Tensor | None = None, bar=None, matmat: Matmat | None = None,
-        block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[Quadrature, int]:
+        block_size: int = DEFAULT_BLOCK_SIZE, done: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
+        on_run: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> tuple[Quadrature, int]:
     """Gauss quadrature nodes and weights from ``n_runs`` Gaussian start vectors (or ``probes``).
 
     With ``matmat`` (a block product, `HessianOperator.mm`) up to ``block_size`` runs go in
     lockstep, fewer when their Lanczos bases would exceed `LOCKSTEP_MEMORY`; the start vectors
-    and the result are those of the one-run-at-a-time path.
+    and the result are those of the one-run-at-a-time path. Long densities resume: ``on_run(r,
+    nodes, weights)`` is called as each run finishes, and runs given in ``done`` (run index ->
+    its nodes and weights) are not computed again; run ``r`` always starts from the same vector,
+    so a resumed quadrature equals an uninterrupted one. The count returned is of new products.
     """
     if n_iter < 1 or n_runs < 1:
         raise LandscapeError(f"n_iter and n_runs must be at least 1, got {n_iter} and {n_runs}")
@@ -93,17 +98,25 @@ def slq(matvec: Matvec, n: int, n_iter: int, n_runs: int, seed: int = 0, device:
     def start(r: int) -> torch.Tensor:
         return probes[r].to(dev) if probes is not None else torch.randn(n, generator=gen, dtype=torch.float64).to(dev)
 
-    runs = []
-    for first in range(0, n_runs, block):
-        V0 = torch.stack([start(r) for r in range(first, min(first + block, n_runs))])
-        runs += lanczos_tridiagonals(matmat, V0, m, bar)
-    for r, (alpha, beta, steps) in enumerate(runs):
-        used += steps
-        theta, S = eigh_tridiagonal(alpha, beta)
-        nodes[r, :steps] = theta
-        weights[r, :steps] = S[0, :] ** 2
-        # After an early breakdown the remaining slots carry zero weight; give them a harmless node.
-        nodes[r, steps:] = theta[-1]
+    done = dict(done or {})
+    for r, (node_row, weight_row) in done.items():
+        if not 0 <= r < n_runs or np.shape(node_row) != (m,) or np.shape(weight_row) != (m,):
+            raise LandscapeError(f"finished SLQ run {r} does not fit {n_runs} runs of {m} steps")
+        nodes[r], weights[r] = node_row, weight_row
+    starts = [start(r) for r in range(n_runs)]  # every draw, so run r's vector never depends on what is done
+    todo = [r for r in range(n_runs) if r not in done]
+    for first in range(0, len(todo), block):
+        group = todo[first:first + block]
+        for r, (alpha, beta, steps) in zip(group, lanczos_tridiagonals(matmat, torch.stack([starts[r] for r in group]),
+                                                                       m, bar)):
+            used += steps
+            theta, S = eigh_tridiagonal(alpha, beta)
+            nodes[r, :steps] = theta
+            weights[r, :steps] = S[0, :] ** 2
+            # After an early breakdown the remaining slots carry zero weight; give them a harmless node.
+            nodes[r, steps:] = theta[-1]
+            if on_run is not None:
+                on_run(r, nodes[r].copy(), weights[r].copy())
     return Quadrature(nodes, weights), used
 
 
