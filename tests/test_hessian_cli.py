@@ -151,3 +151,37 @@ def test_an_interrupted_density_keeps_its_finished_runs(ckpt, tmp_path, capsys, 
     whole = json.loads((tmp_path / "b" / "hessian.json").read_text())
     assert np.allclose(resumed["density"]["nodes"], whole["density"]["nodes"], rtol=1e-6, atol=1e-9)
     assert np.allclose(resumed["density"]["density"], whole["density"]["density"], rtol=1e-6, atol=1e-9)
+
+
+def test_an_interrupted_trace_keeps_its_finished_probes(ckpt, tmp_path, capsys, monkeypatch):
+    import sys
+
+    tr = sys.modules["landscape.hessian.trace"]
+    path, _ = ckpt
+    cmd = ["hessian", "--ckpt", str(path), "--no-eigenvalues", "--trace", "--probes", "20", "--samples", "120",
+           "--no-progress"]
+    real, calls = tr._blocked, []
+
+    def third_block_killed(*a, **k):  # blocks of 8: the kill comes after 16 probes are saved
+        mm = real(*a, **k)
+
+        def counted(V):
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return mm(V)
+        return counted
+
+    with monkeypatch.context() as m:
+        m.setattr(tr, "_blocked", third_block_killed)
+        assert main(cmd + ["--out", str(tmp_path / "a")]) == 130
+    partial = json.loads((tmp_path / "a" / "hessian.json").read_text())
+    assert len(partial["trace_probes"]["samples"]) == 16 and "trace" not in partial
+    capsys.readouterr()
+    assert main(cmd + ["--out", str(tmp_path / "a")]) == 0
+    assert "(16 of 20 probes reused from an interrupted run)" in capsys.readouterr().out
+    resumed = json.loads((tmp_path / "a" / "hessian.json").read_text())
+    assert "trace_probes" not in resumed and resumed["trace"]["n_hvps"] == 4
+    assert main(cmd + ["--out", str(tmp_path / "b")]) == 0
+    whole = json.loads((tmp_path / "b" / "hessian.json").read_text())["trace"]
+    assert resumed["trace"]["value"] == pytest.approx(whole["value"], rel=1e-6)

@@ -91,3 +91,23 @@ def test_blocked_probes_give_the_per_vector_estimate(method):
         assert res.stderr == pytest.approx(single.stderr, rel=1e-8)
     with pytest.raises(LandscapeError, match="block_size"):
         trace(model, op, n_probes=4, method=method, block_size=0)
+
+
+def test_resumed_hutchinson_uses_the_same_probes_as_an_uninterrupted_run():
+    model, data, _, _ = case("mlp")
+    trace_fn = trace
+    full = trace_fn(model, data, n_probes=20, batch_size=HVP_BATCH, seed=5, block_size=8)
+    seen = []
+
+    def stop_after_eight(samples):
+        seen.append(samples)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        trace_fn(model, data, n_probes=20, batch_size=HVP_BATCH, seed=5, block_size=8, on_block=stop_after_eight)
+    assert len(seen[0]) == 8
+    resumed = trace_fn(model, data, n_probes=20, batch_size=HVP_BATCH, seed=5, block_size=3, done=seen[0])
+    assert resumed.n_hvps == 12 and resumed.settings["resumed_probes"] == 8
+    assert resumed.value == pytest.approx(full.value, rel=1e-10) and resumed.stderr == pytest.approx(full.stderr, rel=1e-8)
+    with pytest.raises(Exception, match="only the Hutchinson"):
+        trace_fn(model, data, n_probes=20, method="hutch++", batch_size=HVP_BATCH, done=seen[0])

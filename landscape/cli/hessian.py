@@ -101,9 +101,18 @@ def run(args: argparse.Namespace) -> int:
     if args.trace:
         request = {"probes": args.probes, "method": args.trace_method, "seed": args.seed}
         part, note = record.reuse("trace", request), reused
-        if part is None:
-            part, note = hessian.trace(ckpt.model, op, n_probes=args.probes, method=args.trace_method,
-                                       seed=args.seed, progress=progress).to_dict(), ""
+        if part is None:  # Hutchinson's finished probes are saved block by block ("trace_probes")
+            resumable = args.trace_method == "hutchinson"
+            partial = (record.reuse("trace_probes", request) if resumable else None) or {"samples": []}
+
+            def save_block(samples) -> None:
+                record.put("trace_probes", {"samples": samples}, request)
+
+            done = partial["samples"]
+            part = hessian.trace(ckpt.model, op, n_probes=args.probes, method=args.trace_method, seed=args.seed,
+                                 progress=progress, done=done, on_block=save_block if resumable else None).to_dict()
+            note = f" ({len(done)} of {args.probes} probes reused from an interrupted run)" if done else ""
+            record.drop("trace_probes")
             record.put("trace", part, request)
         lines.append(f"trace ({args.trace_method}, {part['n_hvps']} HVPs): {part['value']:.6g} +- "
                      f"{part['stderr']:.2g} (s.e.){note}")

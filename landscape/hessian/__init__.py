@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -138,7 +138,8 @@ def eigenvalues(model: nn.Module, data: DataSpec, k: int = 1, which: str = "larg
 def trace(model: nn.Module, data: DataSpec, n_probes: int = 100, method: str = "hutchinson",
           loss: LossSpec = "crossentropy", batch_size: int | None = None, params: ParamSpec = None,
           weight_decay: float = 0.0, seed: int = 0, device: str | torch.device | None = None,
-          progress: bool = False, block_size: int = DEFAULT_BLOCK_SIZE) -> TraceResult:
+          progress: bool = False, block_size: int = DEFAULT_BLOCK_SIZE, done: Sequence[float] = (),
+          on_block: Callable[[np.ndarray], None] | None = None) -> TraceResult:
     """``tr(H)`` from ``n_probes`` Hessian-vector products, with its standard error.
 
     ``"hutchinson"``: the mean of ``n_probes`` Rademacher quadratic forms. ``"hutch++"``: the
@@ -146,24 +147,28 @@ def trace(model: nn.Module, data: DataSpec, n_probes: int = 100, method: str = "
     Hutchinson on the rest, usually far lower variance on Hessians with outliers. Probes go
     ``block_size`` at a time through `HessianOperator.mm` (one forward and first backward per
     data batch for the whole block); the estimate does not depend on it beyond rounding.
+    Hutchinson resumes from ``done`` and reports progress to ``on_block`` (`hutchinson`).
     """
     if method not in TRACE_METHODS:
         raise LandscapeError(f"method must be one of {TRACE_METHODS}, got {method!r}")
+    if method != "hutchinson" and (len(done) or on_block is not None):
+        raise LandscapeError("only the Hutchinson trace resumes probe by probe (done=, on_block=)")
     op = _operator(model, data, loss, batch_size, params, weight_decay, device)
     start, before = time.perf_counter(), op.n_hvps
     from tqdm.auto import tqdm
-    bar = tqdm(total=n_probes, desc=f"trace ({method})", unit="hvp", disable=not progress, leave=False,
-               dynamic_ncols=True)
+    bar = tqdm(total=n_probes - len(done), desc=f"trace ({method})", unit="hvp", disable=not progress,
+               leave=False, dynamic_ncols=True)
     try:
         if method == "hutchinson":
             est = hutchinson(op.mv, op.num_params, n_probes, seed, op.device, bar,
-                             matmat=op.mm, block_size=block_size)
+                             matmat=op.mm, block_size=block_size, done=done, on_block=on_block)
         else:
             est = hutch_plus_plus(op.mv, op.num_params, n_probes, seed, op.device, bar,
                                   matmat=op.mm, block_size=block_size)
     finally:
         bar.close()
-    settings = {"n_probes": n_probes, "method": method, "seed": seed, "probe": "rademacher", **op.settings}
+    settings = {"n_probes": n_probes, "method": method, "seed": seed, "probe": "rademacher",
+                "resumed_probes": len(done), **op.settings}
     return TraceResult(value=est.value, stderr=est.stderr, n_hvps=op.n_hvps - before, settings=settings,
                        seconds=time.perf_counter() - start)
 

@@ -10,6 +10,8 @@ dominating the variance.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Sequence
+
 import numpy as np
 import torch
 
@@ -50,26 +52,36 @@ def _chunks(total: int, size: int) -> list[int]:
 
 
 def hutchinson(matvec: Matvec, n: int, n_probes: int, seed: int = 0, device: str | torch.device = "cpu",
-               bar=None, matmat: Matmat | None = None, block_size: int = DEFAULT_BLOCK_SIZE) -> TraceEstimate:
+               bar=None, matmat: Matmat | None = None, block_size: int = DEFAULT_BLOCK_SIZE,
+               done: Sequence[float] = (), on_block: Callable[[np.ndarray], None] | None = None) -> TraceEstimate:
     """Mean of ``z^T H z`` over Rademacher probes ``z``; standard error from their spread.
 
     With ``matmat`` (e.g. `HessianOperator.mm`) the probes go ``block_size`` at a time, sharing
     each batch's forward and first backward; they are drawn one by one in the same order either
-    way, so a seed gives the same probes and the same estimate up to rounding.
+    way, so a seed gives the same probes and the same estimate up to rounding. Long runs resume:
+    ``on_block(samples)`` gets the quadratic forms so far after each block, and ``done`` (the
+    first forms of an interrupted run) skips those probes, drawing them without using them.
     """
     if n_probes < 1:
         raise LandscapeError(f"n_probes must be at least 1, got {n_probes}")
+    if len(done) > n_probes:
+        raise LandscapeError(f"{len(done)} finished probes given for a run of {n_probes}")
     check_block_size(block_size)
     gen = generator(seed, "trace")
     dev = torch.device(device)
     mm = _blocked(matvec, matmat, dev, bar)
     samples = np.empty(n_probes)
-    done = 0
-    for k in _chunks(n_probes, block_size):
+    filled = len(done)
+    samples[:filled] = done
+    for _ in range(filled):  # the finished probes' draws, so the rest are the same probes as before
+        _rademacher((n,), gen, dev)
+    for k in _chunks(n_probes - filled, block_size):
         Z = torch.stack([_rademacher((n,), gen, dev) for _ in range(k)])
         HZ = mm(Z)
-        samples[done:done + k] = [float(z @ hz) for z, hz in zip(Z, HZ)]
-        done += k
+        samples[filled:filled + k] = [float(z @ hz) for z, hz in zip(Z, HZ)]
+        filled += k
+        if on_block is not None:
+            on_block(samples[:filled].copy())
     return TraceEstimate(float(samples.mean()), _stderr(samples), n_probes, samples)
 
 
