@@ -122,66 +122,39 @@ def test_rerun_reuses_finished_parts_and_a_kill_loses_only_the_part_in_flight(ck
     assert other["samples"] == 100 and "trace" not in other and "(reused" not in capsys.readouterr().out
 
 
-def test_an_interrupted_density_keeps_its_finished_runs(ckpt, tmp_path, capsys, monkeypatch):
-    import sys
+@pytest.mark.parametrize("part, options, kill_at, saved, message, new_hvps", [
+    # SLQ: 10 runs of 6 steps in lockstep blocks of 8 (one product call per step); killed in the second block
+    ("density", ["--density", "--density-iter", "6", "--density-runs", "10"], 7,
+     lambda rec: len(rec["density_runs"]["runs"]) == 8, "(8 of 10 runs reused from an interrupted run)", 2 * 6),
+    # Hutchinson: 20 probes in blocks of 8 (one product call per block); killed in the third block
+    ("trace", ["--trace", "--probes", "20"], 3,
+     lambda rec: len(rec["trace_probes"]["samples"]) == 16, "(16 of 20 probes reused from an interrupted run)", 4),
+])
+def test_a_kill_inside_a_long_part_keeps_its_finished_pieces(ckpt, tmp_path, capsys, monkeypatch, part, options,
+                                                            kill_at, saved, message, new_hvps):
+    from landscape.hessian import HessianOperator
 
-    dens = sys.modules["landscape.hessian.density"]  # the module (the package's `density` is the function)
     path, _ = ckpt
-    cmd = ["hessian", "--ckpt", str(path), "--no-eigenvalues", "--density", "--density-iter", "6", "--density-runs",
-           "10", "--samples", "120", "--no-progress"]
-    real, calls = dens.lanczos_tridiagonals, []
+    cmd = ["hessian", "--ckpt", str(path), "--no-eigenvalues", "--samples", "120", "--no-progress", *options]
+    real, calls = HessianOperator.mm, []
 
-    def second_block_killed(*a, **k):  # runs go in lockstep blocks of 8: the kill comes after 8 are saved
+    def killed(self, V):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == kill_at:
             raise KeyboardInterrupt
-        return real(*a, **k)
+        return real(self, V)
 
     with monkeypatch.context() as m:
-        m.setattr(dens, "lanczos_tridiagonals", second_block_killed)
+        m.setattr(HessianOperator, "mm", killed)
         assert main(cmd + ["--out", str(tmp_path / "a")]) == 130
     partial = json.loads((tmp_path / "a" / "hessian.json").read_text())
-    assert len(partial["density_runs"]["runs"]) == 8 and "density" not in partial
+    assert saved(partial) and part not in partial
     capsys.readouterr()
     assert main(cmd + ["--out", str(tmp_path / "a")]) == 0
-    assert "(8 of 10 runs reused from an interrupted run)" in capsys.readouterr().out
+    assert message in capsys.readouterr().out
     resumed = json.loads((tmp_path / "a" / "hessian.json").read_text())
-    assert "density_runs" not in resumed and resumed["density"]["n_hvps"] == 2 * 6
+    assert set(resumed) & {"density_runs", "trace_probes"} == set() and resumed[part]["n_hvps"] == new_hvps
     assert main(cmd + ["--out", str(tmp_path / "b")]) == 0  # uninterrupted, for comparison
-    whole = json.loads((tmp_path / "b" / "hessian.json").read_text())
-    assert np.allclose(resumed["density"]["nodes"], whole["density"]["nodes"], rtol=1e-6, atol=1e-9)
-    assert np.allclose(resumed["density"]["density"], whole["density"]["density"], rtol=1e-6, atol=1e-9)
-
-
-def test_an_interrupted_trace_keeps_its_finished_probes(ckpt, tmp_path, capsys, monkeypatch):
-    import sys
-
-    tr = sys.modules["landscape.hessian.trace"]
-    path, _ = ckpt
-    cmd = ["hessian", "--ckpt", str(path), "--no-eigenvalues", "--trace", "--probes", "20", "--samples", "120",
-           "--no-progress"]
-    real, calls = tr._blocked, []
-
-    def third_block_killed(*a, **k):  # blocks of 8: the kill comes after 16 probes are saved
-        mm = real(*a, **k)
-
-        def counted(V):
-            calls.append(1)
-            if len(calls) == 3:
-                raise KeyboardInterrupt
-            return mm(V)
-        return counted
-
-    with monkeypatch.context() as m:
-        m.setattr(tr, "_blocked", third_block_killed)
-        assert main(cmd + ["--out", str(tmp_path / "a")]) == 130
-    partial = json.loads((tmp_path / "a" / "hessian.json").read_text())
-    assert len(partial["trace_probes"]["samples"]) == 16 and "trace" not in partial
-    capsys.readouterr()
-    assert main(cmd + ["--out", str(tmp_path / "a")]) == 0
-    assert "(16 of 20 probes reused from an interrupted run)" in capsys.readouterr().out
-    resumed = json.loads((tmp_path / "a" / "hessian.json").read_text())
-    assert "trace_probes" not in resumed and resumed["trace"]["n_hvps"] == 4
-    assert main(cmd + ["--out", str(tmp_path / "b")]) == 0
-    whole = json.loads((tmp_path / "b" / "hessian.json").read_text())["trace"]
-    assert resumed["trace"]["value"] == pytest.approx(whole["value"], rel=1e-6)
+    whole = json.loads((tmp_path / "b" / "hessian.json").read_text())[part]
+    for key in ("nodes", "density") if part == "density" else ("value",):
+        assert np.allclose(resumed[part][key], whole[key], rtol=1e-6, atol=1e-9)
