@@ -37,6 +37,13 @@ class Checkpoint:
     def name(self) -> str:
         return self.path.stem if self.path else "model"
 
+    def dataset_name(self, requested: str | None = None) -> str:
+        """``requested`` if given, else the dataset the checkpoint records; a one-line error if neither."""
+        name = requested or self.meta.get("dataset")
+        if not name:
+            raise LandscapeError(f"{self.path or 'the checkpoint'} does not record its dataset: pass --dataset NAME")
+        return name
+
 
 def file_sha256(path: str | os.PathLike) -> str:
     h = hashlib.sha256()

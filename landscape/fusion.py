@@ -159,9 +159,9 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor | None = None,
     model cannot be traced by torch.fx, is in training mode, or has no such pair; with
     ``required=True`` that case raises a `LandscapeError` whose one line says which it was.
     ``relu_inplace`` also runs each ReLU in place where its input is a fresh tensor used by nothing
-    else, saving an allocation and a pass per layer (1 CPU thread, per point over the folded twin without it: ResNet-20 0.87-0.94,
-    digits convnet 0.80-0.94 channels-last and 0.94-1.04 contiguous; glibc's page faults on big
-    buffers make single settings swing further either way).
+    else, saving an allocation and a pass per layer (1 CPU thread, per point over the folded twin
+    without it: ResNet-20 0.87-0.94, digits convnet 0.80-0.94 channels-last and 0.94-1.04
+    contiguous; glibc's page faults on big buffers make single settings swing further either way).
     """
     def no(reason: str) -> None:
         if required:

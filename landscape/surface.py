@@ -310,7 +310,8 @@ def _subset(x: torch.Tensor, y: torch.Tensor, samples: int | None, seed: int) ->
     return (x, y, None) if idx is None else (x[idx], y[idx], idx)
 
 
-def _tensor_hash(t: torch.Tensor | None) -> str:
+def subset_hash(t: torch.Tensor | None) -> str:
+    """Short fingerprint of a sample-index subset (``"all"`` for none), as files record it."""
     import hashlib
 
     if t is None:
@@ -364,12 +365,12 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     example = next(iter(splits.values()))[0][:2].to(resolve_device(None, model))
     twin = _folded_twin(model, fold_bn, example)  # built in the model's layout; sync() follows a layout change
     evaluated = model if twin is None else twin
+    if layout not in ("contiguous", "channels_last"):
+        raise LandscapeError(f"unknown layout {layout!r}; use 'contiguous' or 'channels_last'")
+    cl = layout == "channels_last"
     evaluators, subsets = {}, {}
     for split, (xs, ys, idx) in splits.items():
         subsets[split] = idx
-        if layout not in ("contiguous", "channels_last"):
-            raise LandscapeError(f"unknown layout {layout!r}; use 'contiguous' or 'channels_last'")
-        cl = layout == "channels_last"
         if rtol:
             evaluators[split] = AdaptiveEvaluator(evaluated, (xs, ys), loss, batch_size, device, precision, rtol,
                                                   min_samples, subset_seed, channels_last=cl)
@@ -381,7 +382,7 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
         "dataset": (attrs or {}).get("dataset", "custom"),
         "checkpoint_sha256": (attrs or {}).get("checkpoint_sha256", "none"),
         "directions": directions_fingerprint(directions), "kind": kind, "splits": sorted(splits),
-        "samples": samples if samples else "all", "subsets": {s: _tensor_hash(i) for s, i in subsets.items()},
+        "samples": samples if samples else "all", "subsets": {s: subset_hash(i) for s, i in subsets.items()},
         "n_samples": {s: ev.n for s, ev in evaluators.items()}, "loss": loss_name(loss),
         "precision": precision, "rtol": rtol if rtol else "none", "fold_bn": 0 if twin is None else twin.n_folded,
     }

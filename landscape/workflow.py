@@ -15,7 +15,7 @@ from .data import get_dataset
 from .directions import (interpolation_direction, load_directions, plane_directions, random_directions,
                          save_directions)
 from .errors import LandscapeError
-from .surface import Surface, compute_surface
+from .surface import Surface, compute_surface, subset_hash
 
 if TYPE_CHECKING:
     from .hessian.extremes import EigenExtremes
@@ -113,9 +113,7 @@ def job_directions(job: SurfaceJob, base: Checkpoint) -> tuple[list[dict], dict]
 
 
 def job_data(job: SurfaceJob, base: Checkpoint) -> tuple[str, dict]:
-    name = job.dataset or base.meta.get("dataset")
-    if not name:
-        raise LandscapeError(f"{job.ckpt} does not record its dataset: pass --dataset NAME")
+    name = base.dataset_name(job.dataset)
     return name, {split: get_dataset(name, split, job.data_root) for split in job.splits}
 
 
@@ -150,8 +148,6 @@ def _check_eig_settings(job: SurfaceJob) -> None:
 
 def job_eig_measure(job: SurfaceJob, dataset: str, splits: Mapping[str, Any], device: str) -> EigMeasure:
     """Hessian extremes of the train loss (weight decay not included) on the job's eig subset."""
-    import hashlib
-
     from .data import as_tensors, subset_indices
     from .hessian.extremes import eigen_extremes
 
@@ -162,7 +158,7 @@ def job_eig_measure(job: SurfaceJob, dataset: str, splits: Mapping[str, Any], de
         x, y = x[idx], y[idx]
     f = eigen_extremes((x, y), job.loss, tol=job.eig_tol, max_iter=job.eig_max_iter, seed=job.eig_seed,
                        device=device)
-    subset = "all" if idx is None else hashlib.sha256(idx.numpy().tobytes()).hexdigest()[:16]
+    subset = subset_hash(idx)
     return EigMeasure(f, {"eig_tol": job.eig_tol, "eig_max_iter": job.eig_max_iter,
                           "eig_samples": len(x), "eig_subset": subset, "eig_seed": job.eig_seed,
                           "eig_split": "train", "eig_weight_decay": 0.0})

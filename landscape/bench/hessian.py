@@ -96,15 +96,12 @@ def _model_and_data(args: argparse.Namespace):
     """(model, train split, model name, dataset name): the ``--ckpt`` given, or the default model trained here."""
     from ..checkpoint import load_checkpoint
     from ..data import get_dataset
-    from ..errors import LandscapeError
 
     if not args.ckpt:
         data = get_dataset(args.dataset, "train", args.data_root)
         return _trained_model(args, data), data, args.model, args.dataset
     ckpt = load_checkpoint(args.ckpt)
-    name = args.dataset or ckpt.meta.get("dataset")
-    if not name:
-        raise LandscapeError(f"{args.ckpt} does not record its dataset: pass --dataset NAME")
+    name = ckpt.dataset_name(args.dataset)
     return ckpt.model.eval(), get_dataset(name, "train", args.data_root), ckpt.meta.get("model", args.ckpt), name
 
 
@@ -177,9 +174,13 @@ def run(args: argparse.Namespace) -> dict:
     seeds = range(repeat)
     lz1 = _seeded_runs(lambda sd: lanczos(op.mv, n, k=1, tol=PYHESSIAN_TOL, seed=sd).values, op, reference, seeds)
     pw1 = _seeded_runs(lambda sd: pyhessian_power(op.mv, n, 1, seed=sd), op, reference, seeds)
-    lzk_runs: list = []
-    lzk = _seeded_runs(lambda sd: lzk_runs.append(lanczos(op.mv, n, k=k, tol=LANCZOS_TOL_TOPK, seed=sd)) or
-                       lzk_runs[-1].values, op, reference, seeds)
+    lzk_runs: list = []  # kept whole: the oracle column reads their tridiagonals
+
+    def top_k(seed: int):
+        lzk_runs.append(lanczos(op.mv, n, k=k, tol=LANCZOS_TOL_TOPK, seed=seed))
+        return lzk_runs[-1].values
+
+    lzk = _seeded_runs(top_k, op, reference, seeds)
     pwk = _seeded_runs(lambda sd: pyhessian_power(op.mv, n, k, seed=sd), op, reference, seeds)
     oracle = [oracle_stop(run, reference, pwk["rel_err"] / 100) for run in lzk_runs]
     v0 = np.random.default_rng(0).standard_normal(n)

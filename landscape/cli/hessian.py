@@ -46,12 +46,11 @@ def _rounding_note(err: float, which: str, tol: float, samples: int) -> list[str
 
 
 def _density_line(part: dict, png: Path) -> str:
-    import numpy as np
+    from ..hessian.density import quadrature_moments
 
-    nodes, weights = np.asarray(part["nodes"]), np.asarray(part["weights"])
-    w = weights / nodes.shape[0]  # the quadrature moments of DensityResult.moments
-    m1, m2 = float((w * nodes).sum()), float((w * nodes ** 2).sum())
-    return (f"density (SLQ, {part['n_hvps']} HVPs): nodes in [{nodes.min():.4g}, {nodes.max():.4g}], "
+    m1, m2 = quadrature_moments(part["nodes"], part["weights"], 2)
+    nodes = [v for row in part["nodes"] for v in row]
+    return (f"density (SLQ, {part['n_hvps']} HVPs): nodes in [{min(nodes):.4g}, {max(nodes):.4g}], "
             f"tr/P ~ {m1:.4g}, ||H||_F^2/P ~ {m2:.4g}; figure {png}")
 
 
@@ -82,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
             check = which == ends[0] and op.param_dtype != torch.float64
             part = record.reuse(f"{which}_eigenvalues", request)
             rounding = record.reuse("float32_rel_error", request) if check else None
-            note = reused if part is not None and (rounding is not None or not check) else ""
-            if note == "":
+            stored = part is not None and (rounding is not None or not check)
+            note = reused if stored else ""
+            if not stored:
                 res = hessian.eigenvalues(ckpt.model, op, k=args.k, which=which, method=args.method, tol=args.tol,
                                           max_iter=args.max_iter, seed=args.seed, progress=progress,
                                           return_vectors=check)
@@ -119,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
     if args.density:
         request = {"n_iter": args.density_iter, "n_runs": args.density_runs, "seed": args.seed}
         part, note = record.reuse("density", request), reused
-        png = out_dir / "density.png"
-        if part is None:  # finished SLQ runs are saved one by one ("density_runs") and picked up again
+        png, fresh = out_dir / "density.png", part is None
+        if fresh:  # finished SLQ runs are saved one by one ("density_runs") and picked up again
             partial = record.reuse("density_runs", request) or {"runs": {}}
             done = {int(r): (run["nodes"], run["weights"]) for r, run in partial["runs"].items()}
 
@@ -131,13 +131,14 @@ def run(args: argparse.Namespace) -> int:
             part, note = hessian.density(ckpt.model, op, n_iter=args.density_iter, n_runs=args.density_runs,
                                          seed=args.seed, progress=progress, done=done, on_run=save_run).to_dict(), ""
             part["png"] = str(png)
-            record.drop("density_runs")
             if done:
                 note = f" ({len(done)} of {args.density_runs} runs reused from an interrupted run)"
-        hessian.plot_density(part["grid"], part["density"], png,
+        hessian.plot_density(part["grid"], part["density"], png,  # drawn again on reuse: the PNG may be gone
                              f"{'/'.join(Path(args.ckpt).parts[-2:])}: Hessian spectral density (SLQ, "
                              f"{args.density_runs} runs x {args.density_iter} steps)")
-        record.put("density", part, request)
+        if fresh:  # recorded once its figure exists
+            record.drop("density_runs")
+            record.put("density", part, request)
         lines.append(_density_line(part, png) + note)
     path = record.write()
     print("\n".join(lines))

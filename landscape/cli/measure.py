@@ -30,15 +30,12 @@ def load_measure_inputs(args: argparse.Namespace):
 
     from ..checkpoint import load_checkpoint
     from ..data import get_dataset, subset_indices
-    from ..errors import LandscapeError
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     ckpt = load_checkpoint(args.ckpt, model=args.model, model_args=args.model_args, map_location=device)
     if args.dtype == "float64":
         ckpt.model.double()  # inputs follow the parameters' dtype in every measurement
-    name = args.dataset or ckpt.meta.get("dataset")
-    if not name:
-        raise LandscapeError(f"{args.ckpt} does not record its dataset: pass --dataset NAME")
+    name = ckpt.dataset_name(args.dataset)
     data = get_dataset(name, args.split, args.data_root)
     x, y = data.inputs, data.targets
     idx = subset_indices(len(x), args.samples, args.subset_seed)

@@ -21,7 +21,7 @@ from torch import nn
 from ..data import DataSpec
 from ..errors import LandscapeError
 from ..losses import LossSpec
-from .density import plot_density, slq, smooth_density
+from .density import plot_density, quadrature_moments, slq, smooth_density
 from .extremes import EigenExtremes, eigen_extremes
 from .hvp import HessianOperator, ParamSpec, dense_hessian, select_parameters
 from .lanczos import lanczos
@@ -89,8 +89,7 @@ class DensityResult(_Result):
 
     def moments(self, order: int = 2) -> list[float]:
         """Quadrature moments ``sum_i w_i theta_i^p / n_runs``: estimates of ``tr(H^p)/P``."""
-        w = self.weights / self.nodes.shape[0]
-        return [float((w * self.nodes ** p).sum()) for p in range(1, order + 1)]
+        return quadrature_moments(self.nodes, self.weights, order)
 
     def save_png(self, path, title: str | None = None) -> None:
         plot_density(self.grid, self.density, path, title)

@@ -10,6 +10,7 @@ grid (Ghorbani et al. take ``sigma^2 = 1e-5`` on a spectrum scaled to ``[-1, 1]`
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -28,6 +29,13 @@ DEFAULT_RELATIVE_SIGMA = float(np.sqrt(1e-5))
 class Quadrature:
     nodes: np.ndarray    # (n_runs, m)
     weights: np.ndarray  # (n_runs, m), each row sums to 1
+
+
+def quadrature_moments(nodes: np.ndarray, weights: np.ndarray, order: int = 2) -> list[float]:
+    """``sum_i w_i theta_i^p / n_runs`` for p = 1..order: estimates of ``tr(H^p)/P`` from SLQ runs."""
+    nodes, weights = np.asarray(nodes, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    w = weights / nodes.shape[0]
+    return [float((w * nodes ** p).sum()) for p in range(1, order + 1)]
 
 
 def lanczos_tridiagonals(matmat: Matmat, V0: torch.Tensor, m: int,
@@ -103,12 +111,13 @@ def slq(matvec: Matvec, n: int, n_iter: int, n_runs: int, seed: int = 0, device:
         if not 0 <= r < n_runs or np.shape(node_row) != (m,) or np.shape(weight_row) != (m,):
             raise LandscapeError(f"finished SLQ run {r} does not fit {n_runs} runs of {m} steps")
         nodes[r], weights[r] = node_row, weight_row
-    starts = [start(r) for r in range(n_runs)]  # every draw, so run r's vector never depends on what is done
-    todo = [r for r in range(n_runs) if r not in done]
-    for first in range(0, len(todo), block):
-        group = todo[first:first + block]
-        for r, (alpha, beta, steps) in zip(group, lanczos_tridiagonals(matmat, torch.stack([starts[r] for r in group]),
-                                                                       m, bar)):
+    # Every run's vector is drawn, in order, so run r's never depends on what is done; only a
+    # block's worth is held at a time.
+    drawn = ((r, start(r)) for r in range(n_runs))
+    pending = ((r, v) for r, v in drawn if r not in done)
+    while group := list(itertools.islice(pending, block)):
+        runs = lanczos_tridiagonals(matmat, torch.stack([v for _, v in group]), m, bar)
+        for (r, _), (alpha, beta, steps) in zip(group, runs):
             used += steps
             theta, S = eigh_tridiagonal(alpha, beta)
             nodes[r, :steps] = theta

@@ -143,6 +143,7 @@ class HessianOperator(LinearOperator):
         k = V.shape[0]
         V = V.to(device=self.device, dtype=torch.float64)
         bounds = np.cumsum([0] + self.sizes).tolist()
+        vectors = [self.split(v) for v in V]  # once, not per batch: each is a cast to the parameters' dtype
         out = torch.zeros((k, self.num_params), dtype=torch.float64, device=self.device)
         with eval_mode(self.model), torch.enable_grad():
             for xb, yb in self.batches:
@@ -152,8 +153,7 @@ class HessianOperator(LinearOperator):
                 used = [j for j, g in enumerate(grads) if g is not None and g.requires_grad]
                 if not used:
                     continue
-                for i in range(k):
-                    vs = self.split(V[i])
+                for i, vs in enumerate(vectors):
                     hv = torch.autograd.grad([grads[j] for j in used], self.params,
                                              grad_outputs=[vs[j] for j in used], allow_unused=True,
                                              retain_graph=i < k - 1)

@@ -29,11 +29,15 @@ def rounding_error(op: HessianOperator, vector: torch.Tensor, samples: int = CHE
     """
     if op.param_dtype == torch.float64:
         return 0.0
-    x = torch.cat([xb for xb, _ in op.batches])[:samples]
-    y = torch.cat([yb for _, yb in op.batches])[:samples]
-    selected = {id(p) for p in op.params}
-    names = [name for name, p in op.model.named_parameters() if id(p) in selected]
-    settings = dict(loss=op.loss_fn, batch_size=op.settings["batch_size"], params=names,
+    head, count = [], 0
+    for batch in op.batches:  # only the leading batches: the check needs a slice, not a copy of the data
+        head.append(batch)
+        count += len(batch[0])
+        if count >= samples:
+            break
+    x = torch.cat([xb for xb, _ in head])[:samples]
+    y = torch.cat([yb for _, yb in head])[:samples]
+    settings = dict(loss=op.loss_fn, batch_size=op.settings["batch_size"], params=[n for n, _ in op.named_params],
                     weight_decay=op.weight_decay, device=op.device)
     low = HessianOperator(op.model, (x, y), **settings)
     high = HessianOperator(_float64_copy(op.model), (x, y), **settings)
