@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, require_finite
 from .data import get_dataset
 from .directions import (interpolation_direction, load_directions, plane_directions, random_directions,
                          save_directions)
@@ -70,7 +70,8 @@ class SurfaceJob:
 
 
 def load_job_checkpoint(path: str, job: SurfaceJob, device: str = "cpu") -> Checkpoint:
-    return load_checkpoint(path, model=job.model, model_args=job.model_args, map_location=device)
+    """The checkpoint, refused up front if it holds NaN or infinite weights (a landscape of NaN is no landscape)."""
+    return require_finite(load_checkpoint(path, model=job.model, model_args=job.model_args, map_location=device))
 
 
 def _existing_attr(path: Path, name: str):

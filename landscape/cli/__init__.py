@@ -30,6 +30,10 @@ class LandscapeParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = re.compile(r"^-\d*\.?\d+([eE][-+]?\d+)?(:[-+]?[\d.eE+-]*)*$")
 
+    def error(self, message: str):
+        """One line (argparse prints the whole usage block first): what is wrong, and where the help is."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
@@ -64,6 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except FileNotFoundError as e:
         print(f"landscape {args.command}: error: no such file: {e.filename or e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno is None:  # not the system's answer about a path: a bug, keep its traceback
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"landscape {args.command}: error: {e.strerror or e}{where}; check the path, its permissions and the "
+              "free space, then rerun the same command (finished work is kept)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"landscape {args.command}: interrupted; finished work is saved, rerun the same command to resume",

@@ -5,7 +5,7 @@ import argparse
 import importlib
 import json
 
-from .common import positive_int
+from .common import check_output_file, non_negative_float, positive_int
 
 HELP = "benchmark the surface evaluator, the Hessian solvers (--hessian) or the shift kernel (--op shift)"
 
@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--grid", type=positive_int, default=21, help="grid side: GRID x GRID points")
     p.add_argument("--samples", type=positive_int, default=None, help="samples per point (default: all)")
-    p.add_argument("--rtol", type=float, default=0.02, help="rtol of the adaptive-precision comparison (0 skips it)")
+    p.add_argument("--rtol", type=non_negative_float, default=0.02, help="rtol of the adaptive-precision comparison (0 skips it)")
     p.add_argument("--k", type=positive_int, default=5, help="eigenvalues for --hessian")
     p.add_argument("--shape", default="128,96,32,32", help="N,C,H,W tensor for --op shift")
     p.add_argument("--dtype", default="float32", help="dtype for --op shift")
@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         raise LandscapeError("--ckpt is only read by bench --hessian; the surface bench builds its own model")
     if not args.ckpt:
         args.dataset = args.dataset or "digits"
+    if args.json_out:
+        check_output_file(args.json_out, "--json")
     module = importlib.import_module(f"landscape.bench.{mode}")
     result = module.run(args)  # prints its own readable table
     if not result:  # an MPI rank other than 0: rank 0 reports for all

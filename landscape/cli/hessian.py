@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import non_negative_float, positive_int
+from .common import non_negative_float, positive_float, positive_int
 from .measure import PartsFile, add_measure_data_args, load_measure_inputs, output_dir
 
 HELP = "Hessian eigenvalues (Lanczos/power), trace (Hutchinson/Hutch++) and spectral density (SLQ) as JSON"
@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--which", default="largest", choices=["largest", "smallest", "both"],
                    help="largest, smallest (most negative), or k of each")
     p.add_argument("--method", default="lanczos", choices=["lanczos", "power"])
-    p.add_argument("--tol", type=float, default=1e-6, help="relative accuracy asked of each eigenvalue")
+    p.add_argument("--tol", type=positive_float, default=1e-6, help="relative accuracy asked of each eigenvalue")
     p.add_argument("--max-iter", type=positive_int, default=None,
                    help="most Hessian-vector products (Lanczos: total; power: per eigenvalue)")
     p.add_argument("--weight-decay", type=non_negative_float, default=0.0,
@@ -55,19 +55,20 @@ def _density_line(part: dict, png: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from .. import hessian
     from ..errors import LandscapeError
-    from ..hessian.precision import CHECK_SAMPLES
 
     if args.no_eigenvalues and not (args.trace or args.density):
         raise LandscapeError("--no-eigenvalues leaves nothing to measure: add --trace and/or --density")
+    out_dir = output_dir(args, "hessian.json")
+    import torch
+
+    from .. import hessian
+    from ..hessian.precision import CHECK_SAMPLES
+
     ckpt, data, info = load_measure_inputs(args)
     progress = not args.no_progress
     op = hessian.HessianOperator(ckpt.model, data, args.loss, args.batch_size, args.params, args.weight_decay,
                                  info["device"])
-    out_dir = output_dir(args)
     record = PartsFile(out_dir / "hessian.json", {**info, "operator": op.settings})
     lines = [f"{args.ckpt}: Hessian over {op.num_params:,} parameters, {op.num_samples:,} {args.split} samples"
              + (f", weight decay {args.weight_decay:g} included" if args.weight_decay else "")]

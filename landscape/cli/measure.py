@@ -5,7 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_checkpoint_args, add_data_args, positive_int
+from .common import (add_checkpoint_args, add_data_args, check_input_file, check_output_dir, positive_int,
+                     seed)
 
 
 def add_measure_data_args(p: argparse.ArgumentParser) -> None:
@@ -14,10 +15,10 @@ def add_measure_data_args(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
     p.add_argument("--split", default="train", choices=["train", "test"], help="which split to measure on")
     p.add_argument("--samples", type=positive_int, default=None, help="use a fixed random subset of N samples")
-    p.add_argument("--subset-seed", type=int, default=0, help="seed of the --samples subset")
+    p.add_argument("--subset-seed", type=seed, default=0, help="seed of the --samples subset")
     p.add_argument("--params", nargs="+", default=None,
                    help="restrict to these parameters or module prefixes (one layer or block), e.g. classifier")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random probes / start vectors")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random probes / start vectors")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                    help="precision of the model while measuring (float64: exact enough at near-zero loss, slower)")
     p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
@@ -28,11 +29,12 @@ def load_measure_inputs(args: argparse.Namespace):
     """(checkpoint, (inputs, targets), description of the data) from the shared options."""
     import torch
 
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint, require_finite
     from ..data import get_dataset, subset_indices
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    ckpt = load_checkpoint(args.ckpt, model=args.model, model_args=args.model_args, map_location=device)
+    ckpt = require_finite(load_checkpoint(args.ckpt, model=args.model, model_args=args.model_args,
+                                          map_location=device))
     if args.dtype == "float64":
         ckpt.model.double()  # inputs follow the parameters' dtype in every measurement
     name = ckpt.dataset_name(args.dataset)
@@ -47,8 +49,13 @@ def load_measure_inputs(args: argparse.Namespace):
     return ckpt, (x, y), info
 
 
-def output_dir(args: argparse.Namespace) -> Path:
-    return Path(args.out) if args.out else Path("out") / Path(args.ckpt).stem
+def output_dir(args: argparse.Namespace, result: str | None = None) -> Path:
+    """--out (default out/<checkpoint name>), checked writable before any work when ``result`` names its file."""
+    path = Path(args.out) if args.out else Path("out") / Path(args.ckpt).stem
+    if result is None:
+        return path
+    check_input_file(args.ckpt, "--ckpt")
+    return check_output_dir(path, files=(result,))
 
 
 def _plain(value):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from . import surface as surface_cmd
+from .common import finite_float
 
 HELP = "compute (or resume) a 1D/2D landscape around a checkpoint or between checkpoints, and draw it"
 DESCRIPTION = (HELP + ". Runs in parallel under mpirun (mpirun -n 8 landscape plot --ckpt model.pt); "
@@ -14,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     surface_cmd.add_arguments(p)
     p.add_argument("--format", nargs="+", default=["png"], choices=["png", "pdf"], help="figure formats")
     p.add_argument("--log", action="store_true", help="log-scale loss axes")
-    p.add_argument("--vmax", type=float, default=None, help="clip loss above this value in 2D plots")
+    p.add_argument("--vmax", type=finite_float, default=None, help="clip loss above this value in 2D plots")
     p.add_argument("--trajectory", default=None, metavar="RUN_DIR",
                    help="PCA directions from RUN_DIR's snapshots, and the projected path over the contour "
                         "(around RUN_DIR/model.pt, so --ckpt may be left out; without --x/--y the grid covers the path)")

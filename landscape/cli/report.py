@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive_int
+from .common import check_output_dir, positive_int
 
 HELP = "table of generalization gap and sharpness per batch size / weight decay, with Kendall tau"
 DESCRIPTION = (HELP + ". Reads every RUNS_DIR/*/model.pt, caches measures in measures.json beside each, and "
@@ -25,6 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import LandscapeError
+
+    if not Path(args.runs_dir).is_dir():
+        raise LandscapeError(f"RUNS_DIR {args.runs_dir} is not a directory; give the --out of landscape sweep")
+    check_output_dir(args.out or args.runs_dir, "--out" if args.out else "RUNS_DIR")
     from ..report import build_report
 
     report = build_report(args.runs_dir, args.measures, data_root=args.data_root, samples=args.samples,

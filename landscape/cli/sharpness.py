@@ -81,11 +81,12 @@ def _line(name: str, part: dict, args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    out_dir = output_dir(args, "sharpness.json")
     ckpt, data, info = load_measure_inputs(args)
     common = dict(loss=args.loss, batch_size=args.batch_size, params=args.params, seed=args.seed,
                   device=info["device"], progress=not args.no_progress)
     base = {**info, "loss": args.loss, "batch_size": args.batch_size, "params": args.params}
-    record = PartsFile(output_dir(args) / "sharpness.json", base, container="measures")
+    record = PartsFile(out_dir / "sharpness.json", base, container="measures")
     lines = [f"{args.ckpt}: sharpness on {info['samples']:,} {args.split} samples"]
     for name in dict.fromkeys(args.measure):  # each once, in the order given
         request = _request(name, args)

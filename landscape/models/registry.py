@@ -6,6 +6,7 @@ checkpoint can rebuild it without pickling code.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -32,14 +33,30 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model; unknown names and arguments are one clear error."""
     try:
         ctor = _REGISTRY[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise LandscapeError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
     params = inspect.signature(ctor).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         bad = sorted(set(kwargs) - set(params))
         if bad:
             raise LandscapeError(f"model {name!r} takes no argument(s) {bad}; it takes {sorted(params)}")
-    model = ctor(**kwargs)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = ctor(**kwargs)
+    except LandscapeError:
+        raise
+    except (TypeError, ValueError, RuntimeError, KeyError, IndexError, ZeroDivisionError) as e:
+        # a negative width is torch's "negative dimension", a string where a list belongs a TypeError, ...
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise LandscapeError(f"model {name!r} cannot be built with arguments {kwargs}: {detail}; "
+                             "check --model-args") from None
+    empty = next((n for n, p in model.named_parameters() if p.numel() == 0), None)
+    if empty is not None:  # a width of 0 builds (torch only warns) but computes nothing
+        raise LandscapeError(f"model {name!r} built with arguments {kwargs} has an empty parameter {empty!r}; "
+                             "every width must be at least 1: check --model-args")
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     model.landscape_spec = {"name": name, "args": dict(kwargs)}
     return model
 
