@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -146,7 +147,9 @@ def _read(path: Path, map_location: Any) -> tuple[dict, dict]:
     if path.suffix == ".safetensors":
         return _read_safetensors(path, map_location)
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4 ...": the refusal below says it in one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         cause = _unpickler_cause(str(e))
         if "global" not in str(e).lower():  # not a pickle of objects at all: some other file, or a damaged one
