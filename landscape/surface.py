@@ -5,6 +5,12 @@ File layout (GUIDE.md section 4): ``xcoordinates``, ``ycoordinates``, one array 
 and ``value[j, i]`` at ``(x[i], y[j])`` (or ``(len(x),)`` in 1D), a ``done`` mask, and attributes
 that make the run reproducible. Points not computed yet are NaN.
 
+Accuracy (every ``*_acc`` array) is a fraction in a `Surface`, as `evaluate` returns it, and percent
+in the file, with ``acc_unit = "percent"``: the unit the loss-landscape plotters draw on their 0-100
+axis, so its ``plot_1D.py``/``plot_2D.py`` read these files unchanged. `load_surface` gives
+fractions back for every file: this project's (``acc_unit``; fractions before it was recorded) and
+the older tool's own (percent, recognised by the missing ``format``).
+
 Finished points are appended to a line-per-point journal (``SURF.h5.journal``) as they arrive and
 folded into the h5 file by an atomic rewrite every few seconds, so a job killed at any moment
 loses only the points in flight and rerunning the same command computes only what is missing.
@@ -36,7 +42,10 @@ PointFn = Callable[[nn.Module], Mapping[str, float]]
 
 @dataclass
 class Surface:
-    """A computed (or partly computed) surface: coordinates, named arrays, done mask, attributes."""
+    """A computed (or partly computed) surface: coordinates, named arrays, done mask, attributes.
+
+    Accuracy arrays (``*_acc``) hold fractions, whatever unit the file they came from uses.
+    """
 
     x: np.ndarray
     y: np.ndarray | None
@@ -98,6 +107,39 @@ def _read_attrs(h5attrs) -> dict:
     return out
 
 
+ACC_UNIT = "percent"  # the unit of *_acc arrays in surface files
+
+
+def is_accuracy(name: str) -> bool:
+    return name.endswith("_acc")
+
+
+def _canonical_fraction(value: float) -> float:
+    """The fraction a file's percent gives back (within an ulp of ``value``): resumed equals uninterrupted."""
+    return value * 100.0 / 100.0
+
+
+def _acc_divisor(attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray], path: Path) -> float:
+    """What a file's accuracy arrays are divided by to give fractions (see the module docstring)."""
+    unit = attrs.get("acc_unit")
+    if unit is not None:
+        if unit not in ("percent", "fraction"):
+            raise LandscapeError(f"{path} has acc_unit={unit!r}; expected 'percent' or 'fraction'")
+        return 100.0 if unit == "percent" else 1.0
+    if attrs.get("format") == FORMAT:
+        return 1.0  # written before acc_unit was recorded: fractions
+    # another program's file (the loss-landscape code writes percent); fractions only if no value exceeds 1
+    values = np.concatenate([a[np.isfinite(a)].ravel() for n, a in arrays.items() if is_accuracy(n)] or [np.zeros(0)])
+    return 100.0 if values.size and values.max() > 1.0 else 1.0
+
+
+def _accuracy_to_fractions(attrs: Mapping[str, Any], arrays: dict[str, np.ndarray], path: Path) -> None:
+    divisor = _acc_divisor(attrs, arrays, path)
+    for name in arrays:
+        if is_accuracy(name) and divisor != 1.0:
+            arrays[name] = arrays[name] / divisor
+
+
 class MemoryStore:
     """Finished points of a surface kept in memory: the bookkeeping without a file."""
 
@@ -119,7 +161,7 @@ class MemoryStore:
         for name, value in values.items():
             if name not in self.arrays:
                 self.arrays[name] = np.full(self.shape, np.nan)
-            self.arrays[name][index] = value
+            self.arrays[name][index] = _canonical_fraction(value) if is_accuracy(name) else value
         self.done[index] = True
 
     def pending(self) -> list[int]:
@@ -196,6 +238,7 @@ class SurfaceStore(MemoryStore):
                     self.arrays[name] = data.astype(np.float64)
                 else:
                     self.extra_datasets[name] = data
+            _accuracy_to_fractions(old, self.arrays, self.path)
 
     def _replay_journal(self) -> None:
         if not self.journal_path.exists():
@@ -227,13 +270,14 @@ class SurfaceStore(MemoryStore):
             if self.y is not None:
                 f.create_dataset("ycoordinates", data=self.y)
             for name, arr in self.arrays.items():
-                f.create_dataset(name, data=arr)
+                f.create_dataset(name, data=arr * 100.0 if is_accuracy(name) else arr)
             for name, arr in self.extra_datasets.items():
                 f.create_dataset(name, data=arr)
             f.create_dataset("done", data=self.done)
             for k, v in {**self.attrs, **self.fingerprint}.items():
                 f.attrs[k] = v
             f.attrs["format"] = FORMAT
+            f.attrs["acc_unit"] = ACC_UNIT
             f.attrs["fingerprint_keys"] = json.dumps(sorted(self.fingerprint))
             f.attrs["points_done"] = int(self.done.sum())
         os.replace(tmp, self.path)
@@ -259,7 +303,7 @@ def _short(value: Any, n: int = 60) -> str:
 
 
 def load_surface(path: str | os.PathLike) -> Surface:
-    """Read a surface file (including points still only in its journal)."""
+    """Read a surface file (including points still only in its journal); accuracy comes back as fractions."""
     import h5py
 
     path = Path(path)
@@ -279,6 +323,8 @@ def load_surface(path: str | os.PathLike) -> Surface:
                   if name not in ("xcoordinates", "ycoordinates", "done") and f[name].shape == shape}
         done = f["done"][()].astype(bool) if "done" in f else np.isfinite(next(iter(arrays.values()), np.zeros(shape)))
         attrs = _read_attrs(f.attrs)
+    _accuracy_to_fractions(attrs, arrays, path)
+    attrs.pop("acc_unit", None)  # it names the file's unit; a Surface always holds fractions
     journal = path.with_name(path.name + ".journal")
     if journal.exists():
         with open(journal, encoding="utf-8") as jf:
@@ -289,7 +335,8 @@ def load_surface(path: str | os.PathLike) -> Surface:
                     continue
                 index = np.unravel_index(int(rec["p"]), shape)
                 for name, value in rec["v"].items():
-                    arrays.setdefault(name, np.full(shape, np.nan))[index] = value
+                    arrays.setdefault(name, np.full(shape, np.nan))[index] = \
+                        _canonical_fraction(value) if is_accuracy(name) else value
                 done[index] = True
     return Surface(x, y, arrays, done.reshape(shape), attrs, path)
 
