@@ -136,20 +136,69 @@ def save_directions(path: str | os.PathLike, directions: Sequence[Mapping[str, t
     return path
 
 
+def _positional(direction: Mapping[str, torch.Tensor]) -> bool:
+    return bool(direction) and all(name.isdigit() for name in direction)
+
+
+def _by_position(path: Path, directions: list[Direction], model: nn.Module,
+                 kind: str | None) -> tuple[list[Direction], str]:
+    """Name the tensors of a loss-landscape direction file ('0', '1', ... in its order).
+
+    Its ``dir_type=weights`` files follow ``model.parameters()``, its ``states`` files every
+    ``state_dict()`` entry; integer entries (BN's ``num_batches_tracked``) are dropped, as no
+    evaluation reads them. The kind is the one whose count matches unless ``kind`` says.
+    """
+    n = len(directions[0])
+    for k, d in enumerate(directions):
+        if sorted(d, key=int) != [str(i) for i in range(n)]:
+            raise LandscapeError(f"{path}: {_GROUPS[k]} holds datasets {sorted(d, key=int)[:4]}...; a loss-landscape "
+                                 f"direction file numbers them 0..{n - 1}, the same in every group")
+    orders = {"weights": [(name, p.detach()) for name, p in model.named_parameters()],
+              "states": list(model.state_dict().items())}
+    candidates = [kind] if kind else ["weights", "states"]
+    matches = [c for c in candidates if len(orders[c]) == n]
+    if not matches:
+        raise LandscapeError(
+            f"{path} holds {n} unnamed tensors per direction (loss-landscape's layout, one per parameter or "
+            f"state_dict entry in order), but this model has {len(orders['weights'])} parameters and "
+            f"{len(orders['states'])} state_dict entries"
+            + (f" (--kind {kind} asks for its {kind})" if kind else "") + "; it was made for another model")
+    chosen = matches[0]
+    out = []
+    for d in directions:
+        named = {}
+        for i, (name, t) in enumerate(orders[chosen]):
+            if tuple(d[str(i)].shape) != tuple(t.shape):
+                raise LandscapeError(f"{path}: tensor {i} has shape {tuple(d[str(i)].shape)}, but {chosen[:-1]} {i} of "
+                                     f"this model ({name!r}) has {tuple(t.shape)}; it was made for another model")
+            if t.is_floating_point():
+                named[name] = d[str(i)].to(torch.float32)
+        out.append(named)
+    return out, chosen
+
+
 def load_directions(path: str | os.PathLike, model: nn.Module | None = None,
                     kind: str | None = None) -> tuple[list[Direction], dict]:
-    """Read a direction file; with ``model`` given, check every tensor name and shape matches."""
+    """Read a direction file; with ``model`` given, check every tensor name and shape matches.
+
+    Files of tomgoldstein/loss-landscape, whose datasets are numbered in the order of the model's
+    parameters (or of its state_dict), are mapped onto the model's names; their ``kind`` is in the
+    returned attributes.
+    """
     import h5py
 
     path = Path(path)
     if not path.exists():
         raise LandscapeError(f"direction file {str(path)!r} does not exist")
     with h5py.File(path, "r") as f:
-        directions = [{name: torch.from_numpy(f[group][name][()]) for name in f[group]}
+        directions = [{name: torch.from_numpy(np.asarray(f[group][name][()])) for name in f[group]}
                       for group in _GROUPS if group in f]
         attrs = {k: (v.item() if hasattr(v, "item") and np.ndim(v) == 0 else v) for k, v in f.attrs.items()}
     if not directions:
         raise LandscapeError(f"{path} has no 'xdirection' group: not a direction file")
+    if model is not None and _positional(directions[0]):
+        directions, attrs["kind"] = _by_position(path, directions, model, kind)
+        attrs["layout"] = "positional"
     if model is not None:
         live = weight_tensors(model, kind or attrs.get("kind", "weights"))
         for d in directions:
