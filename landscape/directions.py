@@ -21,6 +21,7 @@ from .params import Direction, dot, weight_tensors
 
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
 IGNORES = ("biasbn", "none")
+BIAS_DIRS = ("random", "weights")
 _EPS = 1e-10
 
 
@@ -36,16 +37,30 @@ def _filter_norms(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1).norm(dim=1).reshape((-1,) + (1,) * (t.dim() - 1))
 
 
-def normalize_direction(d: torch.Tensor, w: torch.Tensor, norm: str = "filter", ignore: str = "biasbn") -> torch.Tensor:
+def _check_bias_dir(ignore: str, bias_dir: str) -> str:
+    bias_dir = _check("bias_dir", bias_dir, BIAS_DIRS)
+    if bias_dir != "random" and ignore != "none":
+        raise LandscapeError(f"bias_dir={bias_dir!r} applies only with ignore='none' (--ignore none); with "
+                             f"ignore={ignore!r} biases and BN parameters do not move")
+    return bias_dir
+
+
+def normalize_direction(d: torch.Tensor, w: torch.Tensor, norm: str = "filter", ignore: str = "biasbn",
+                        bias_dir: str = "random") -> torch.Tensor:
     """Return ``d`` rescaled against weights ``w`` (a new tensor).
 
     1-D tensors (biases, BN parameters and statistics) get a zero direction under
-    ``ignore="biasbn"``; otherwise they are treated as a single filter.
+    ``ignore="biasbn"``. Under ``ignore="none"`` they move along ``d`` treated as a single filter
+    (``bias_dir="random"``, the default), or along the weights themselves (``bias_dir="weights"``,
+    what tomgoldstein/loss-landscape does, whatever the norm).
     """
     norm, ignore = _check("norm", norm, NORMS), _check("ignore", ignore, IGNORES)
+    bias_dir = _check_bias_dir(ignore, bias_dir)
     if d.dim() <= 1:
         if ignore == "biasbn":
             return torch.zeros_like(d)
+        if bias_dir == "weights":
+            return w.detach().clone().to(d.dtype)
         d, w = d.reshape(1, -1), w.reshape(1, -1)
         return normalize_direction(d, w, norm, "none").reshape(-1)
     if norm == "filter":
@@ -67,18 +82,22 @@ def _generator(seed: int, index: int) -> torch.Generator:
 
 
 def random_directions(model: nn.Module, n: int = 2, norm: str = "filter", ignore: str = "biasbn",
-                      kind: str = "weights", seed: int = 0, orthogonalize: bool = False) -> list[Direction]:
+                      kind: str = "weights", seed: int = 0, orthogonalize: bool = False,
+                      bias_dir: str = "random") -> list[Direction]:
     """``n`` Gaussian directions in the space of ``kind`` tensors, normalized against the model.
 
     ``orthogonalize`` makes each direction orthogonal to the previous ones (Gram-Schmidt on the
-    flattened vectors, after normalization), so the 2D plane has no shear.
+    flattened vectors, after normalization), so the 2D plane has no shear. ``bias_dir`` (with
+    ``ignore="none"``) picks how 1-D tensors move: ``"random"`` (default) a Gaussian vector scaled
+    to their norm, ``"weights"`` the tensors themselves, as the older loss-landscape code does.
     """
-    _check("norm", norm, NORMS), _check("ignore", ignore, IGNORES)
+    _check("norm", norm, NORMS), _check("ignore", ignore, IGNORES), _check_bias_dir(ignore, bias_dir)
     weights = {name: t.detach().to("cpu", torch.float32) for name, t in weight_tensors(model, kind).items()}
     directions: list[Direction] = []
     for k in range(n):
         g = _generator(seed, k)
-        d = {name: normalize_direction(torch.randn(w.shape, generator=g, dtype=torch.float32), w, norm, ignore)
+        d = {name: normalize_direction(torch.randn(w.shape, generator=g, dtype=torch.float32), w, norm, ignore,
+                                       bias_dir)
              for name, w in weights.items()}
         if orthogonalize:
             for prev in directions:

@@ -294,7 +294,7 @@ class SurfaceStore(MemoryStore):
 
 
 # Settings recorded only since a later version, as files written before then were computed.
-_BEFORE_RECORDED = {"fold_bn": 0}
+_BEFORE_RECORDED = {"fold_bn": 0, "bias_dir": "random"}
 
 
 def _short(value: Any, n: int = 60) -> str:
@@ -432,6 +432,7 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
         "samples": samples if samples else "all", "subsets": {s: subset_hash(i) for s, i in subsets.items()},
         "n_samples": {s: ev.n for s, ev in evaluators.items()}, "loss": loss_name(loss),
         "precision": precision, "rtol": rtol if rtol else "none", "fold_bn": 0 if twin is None else twin.n_folded,
+        **{k: attrs[k] for k in ("bias_dir",) if k in (attrs or {})},  # how random directions move biases
     }
     for f in extra:  # an extra measure's own settings (e.g. Lanczos tolerance) must match on resume too
         fingerprint.update(getattr(f, "fingerprint", None) or {})

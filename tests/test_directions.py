@@ -176,9 +176,44 @@ def test_dir_file_in_loss_landscape_layout_drives_the_cli(tmp_path, small_digits
     (d,) = landscape.random_directions(model, n=1, seed=2)
     _write_loss_landscape_directions(tmp_path / "theirs.h5", [[d[n] for n, _ in model.named_parameters()]])
     args = ["surface", "--ckpt", str(ckpt), "--x", "-1:1:3", "--splits", "train", "--no-progress",
-            "--layout", "contiguous", "--batch-size", "512"]
+            "--layout", "contiguous", "--batch-size", "512", "--fold-bn", "off"]
     assert main(args + ["--dir-file", str(tmp_path / "theirs.h5"), "--out", str(tmp_path / "a")]) == 0
     ours = landscape.save_directions(tmp_path / "ours.h5", [d])
     assert main(args + ["--dir-file", str(ours), "--out", str(tmp_path / "b")]) == 0
     a, b = (load_surface(next((tmp_path / o).glob("*_1d.h5"))) for o in "ab")
     assert np.array_equal(a["train_loss"], b["train_loss"]) and a.attrs["directions"] == b.attrs["directions"]
+
+
+def test_ignore_none_bias_dir_weights_is_the_older_tools_behaviour(convnet):
+    """loss-landscape sets the direction of every 1-D tensor to the tensor itself; the rest is unchanged."""
+    weights = weight_tensors(convnet, "weights")
+    (random_bias,) = landscape.random_directions(convnet, n=1, ignore="none", seed=5)
+    (older,) = landscape.random_directions(convnet, n=1, ignore="none", bias_dir="weights", seed=5)
+    for name, w in weights.items():
+        if w.dim() <= 1:
+            assert torch.equal(older[name], w), name
+            assert torch.isclose(random_bias[name].norm(), w.norm(), rtol=1e-5)
+            assert w.norm() == 0 or not torch.equal(random_bias[name], w), name  # BN biases start at zero
+        else:
+            assert torch.equal(older[name], random_bias[name]), name
+    with pytest.raises(LandscapeError, match="bias_dir='weights' applies only with ignore='none'"):
+        landscape.random_directions(convnet, n=1, bias_dir="weights")
+    with pytest.raises(LandscapeError, match="unknown bias_dir"):
+        landscape.random_directions(convnet, n=1, ignore="none", bias_dir="zero")
+
+
+def test_bias_dir_is_recorded_in_the_direction_file_and_the_surface_fingerprint(tmp_path, capsys):
+    import h5py
+
+    from landscape.cli import main
+
+    ckpt = landscape.save_checkpoint(tmp_path / "m.pt", _bn_model(), {"dataset": "digits"})
+    args = ["surface", "--ckpt", str(ckpt), "--x", "-1:1:3", "--splits", "train", "--no-progress", "--layout",
+            "contiguous", "--batch-size", "512", "--fold-bn", "off", "--ignore", "none", "--out", str(tmp_path / "o")]
+    assert main(args + ["--bias-dir", "weights"]) == 0
+    with h5py.File(tmp_path / "o" / "random_1d_directions.h5") as f:
+        assert f.attrs["bias_dir"] == "weights" and f.attrs["ignore"] == "none"
+    with h5py.File(tmp_path / "o" / "random_1d.h5") as f:
+        assert f.attrs["bias_dir"] == "weights" and "bias_dir" in f.attrs["fingerprint_keys"]
+    assert main(args) == 2  # the default (random) is another surface: refused, not mixed
+    assert "was computed with" in capsys.readouterr().err
