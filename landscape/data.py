@@ -25,6 +25,10 @@ DataSpec = Union[Dataset, DataLoader, "tuple[torch.Tensor, torch.Tensor]"]
 SPLITS = ("train", "test")
 
 
+class MissingSplit(LandscapeError):
+    """A user's data factory returned training data only and a test split was asked for."""
+
+
 class LabeledData(TensorDataset):
     """Inputs and targets as two tensors, plus what a model needs to know about them."""
 
@@ -190,7 +194,14 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def get_dataset(name: str, split: str = "train", root: str | os.PathLike | None = None) -> LabeledData:
-    """Load a dataset split, normalized with the dataset's fixed mean and std, never augmented."""
+    """Load a dataset split, normalized with the dataset's fixed mean and std, never augmented.
+
+    ``name`` may also be an import path ``pkg.module:factory`` (see `user_dataset`).
+    """
+    from .imports import is_import_path
+
+    if is_import_path(name):
+        return user_dataset(name, split)
     info = dataset_info(name)
     if split not in SPLITS:
         raise LandscapeError(f"unknown split {split!r}; use 'train' or 'test'")
@@ -213,6 +224,51 @@ def get_dataset(name: str, split: str = "train", root: str | os.PathLike | None 
     x = (x - mean) / std
     return LabeledData(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
                        torch.from_numpy(y), name=name, num_classes=info.num_classes, split=split)
+
+
+def user_dataset(path: str, split: str = "train") -> LabeledData:
+    """The ``split`` of the data a user factory ``pkg.module:factory`` returns.
+
+    The factory is called with ``split=`` if it takes that argument, else with no arguments. It
+    returns a `Dataset`, a `DataLoader`, an ``(inputs, targets)`` pair of tensors, or a mapping
+    ``{"train": ..., "test": ...}`` of those. A single dataset is the train split; asking it for
+    the test split is an error that says to return the mapping.
+    """
+    from .imports import accepted_kwargs, call_factory, resolve
+
+    if split not in SPLITS:
+        raise LandscapeError(f"unknown split {split!r}; use 'train' or 'test'")
+    fn = resolve(path, "data")
+    kwargs = accepted_kwargs(fn, {"split": split}) if callable(fn) else {}
+    value = call_factory(fn, path, "data", kwargs)
+    if isinstance(value, dict):
+        if split not in value:
+            raise LandscapeError(f"data {path!r} returned a mapping with keys {sorted(map(str, value))}; "
+                                 f"it needs {split!r} (return {{'train': ..., 'test': ...}})")
+        value = value[split]
+    elif split == "test" and not kwargs:
+        raise MissingSplit(f"data {path!r} returned one dataset, used as the train split; for a test split "
+                             "return {'train': ..., 'test': ...} or take a split argument")
+    if not isinstance(value, (Dataset, DataLoader, tuple, list)):
+        raise LandscapeError(f"data {path!r} returned a {type(value).__name__}; return a Dataset, a DataLoader, "
+                             "an (inputs, targets) pair of tensors or a {'train': ..., 'test': ...} mapping")
+    if isinstance(value, LabeledData):
+        return value
+    try:
+        x, y = as_tensors(value)
+    except LandscapeError as e:
+        raise LandscapeError(f"data {path!r}: {e}") from None
+    num_classes = getattr(value, "num_classes", None) or getattr(getattr(value, "dataset", None), "num_classes", None)
+    return LabeledData(x, y, name=path, num_classes=num_classes, split=split)
+
+
+def train_test(name: str, root: str | os.PathLike | None = None) -> tuple[LabeledData, LabeledData | None]:
+    """Both splits of ``name``; the test split is None when a user factory returns only training data."""
+    train = get_dataset(name, "train", root)
+    try:
+        return train, get_dataset(name, "test", root)
+    except MissingSplit:
+        return train, None
 
 
 # ---------------------------------------------------------------- any data -> tensors
