@@ -226,6 +226,57 @@ def test_full_disk_stops_with_one_line_keeps_points_and_rerun_is_identical(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["random_2d.h5", "random_2d_directions.h5"]
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (root only; skipped where mounting is not allowed)."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root); the injected ENOSPC tests cover the logic")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _fill(path):
+    """Write ``path`` until the file system is full, down to the last byte."""
+    with open(path, "wb", buffering=0) as f:
+        for chunk in (1 << 16, 1 << 12, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+
+
+def test_real_full_disk_stops_keeps_points_and_resumes_identically(small_disk, tmp_path, trained_ckpt, reference):
+    import contextlib
+
+    out, log = small_disk / "s", tmp_path / "stderr.txt"
+
+    def run():
+        with open(log, "w") as f, contextlib.redirect_stderr(f):
+            return _cli(out, trained_ckpt)
+    pid = _in_child(run, stop_after=3, pause=tmp_path)
+    try:
+        while not (tmp_path / "paused").exists():
+            assert os.waitpid(pid, os.WNOHANG) == (0, 0), "the run died early"
+            signal.sigtimedwait([], 0.02)
+        _fill(small_disk / "filler")
+    finally:
+        (tmp_path / "go").touch()
+    assert _wait(pid) == 2
+    err = log.read_text().strip().splitlines()
+    assert len(err) == 1 and "no space left on device (errno 28)" in err[0], err
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp") or p.suffix == ".lock"]
+    assert load_surface(out / "random_2d.h5").done.sum() >= 3  # every point finished before the disk filled
+    (small_disk / "filler").unlink()
+    assert _cli(out, trained_ckpt) == 0
+    _same(load_surface(out / "random_2d.h5"), reference)
+
+
 # ------------------------------------------------------------------ damaged surface files
 def _drop(name, replace=None):
     def damage(f):
