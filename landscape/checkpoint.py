@@ -188,6 +188,8 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | str | None = Non
         args = dict(header.get("model_args") or {})
         args.update(model_args or {})
         net = build_model(name, **args)
+    if hasattr(net, "adapt_state_dict"):  # hub models (landscape.models.hub) take the hub's own weights files
+        state = net.adapt_state_dict(state)
     result = net.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         detail = []

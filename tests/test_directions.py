@@ -158,7 +158,8 @@ def test_loss_landscape_direction_file_for_another_model_is_refused_with_the_rea
         load_directions(tmp_path / "w.h5", model, kind="states")
     swapped = [params[1], params[0]] + params[2:]
     _write_loss_landscape_directions(tmp_path / "swapped.h5", [swapped])
-    with pytest.raises(LandscapeError, match=r"tensor 0 has shape \(4,\), but weight 0 of this model \('features.0.weight'\)"):
+    with pytest.raises(LandscapeError, match=r"tensor 0 has shape \(4,\), but weight 0 of this model "
+                                             r"\('features.0.weight'\)"):
         load_directions(tmp_path / "swapped.h5", model)
 
 

@@ -48,6 +48,13 @@ class HubLogits(nn.Module):
             out = self.net(x)
         return out.logits if hasattr(out, "logits") else out
 
+    @staticmethod
+    def adapt_state_dict(state: dict) -> dict:
+        """Weights saved from the hub model itself (a timm or transformers state dict) lack the ``net.`` prefix."""
+        if state and not any(k.startswith("net.") for k in state):
+            return {f"net.{k}": v for k, v in state.items()}
+        return state
+
 
 def build_hf(directory: str, **kwargs: Any) -> nn.Module:
     transformers = _import("hf")

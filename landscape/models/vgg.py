@@ -77,5 +77,5 @@ def vgg9(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> VGG
 
 @register_model
 def vgg9_gap(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> GapVGG:
-    """A wider VGG-9 with global average pooling (7.0M parameters); this project's ``vgg9`` until it matched Li et al."""
+    """Wider VGG-9, global average pooling, 7.0M parameters: what ``vgg9`` built before it matched Li et al."""
     return GapVGG(_GAP_VGG9, input_shape, num_classes)
