@@ -178,7 +178,7 @@ class FullDisk:
     """Writes to files whose path contains ``match`` fail with ENOSPC once ``after`` of them went
     through: a disk filling up, injected at ``os.write`` (the file layer)."""
 
-    def __init__(self, monkeypatch, match, after):
+    def __init__(self, monkeypatch, match, after, code=errno.ENOSPC):
         self.monkeypatch, real, count = monkeypatch, os.write, [0]
         self.point_lines = 0  # journal lines of points that went through whole
 
@@ -190,7 +190,7 @@ class FullDisk:
             if match in target:
                 count[0] += 1
                 if count[0] > after:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    raise OSError(code, os.strerror(code))
                 self.point_lines += bytes(data).startswith(b'{"p"')
             return real(fd, data)
         monkeypatch.setattr(os, "write", write)
@@ -199,22 +199,24 @@ class FullDisk:
         self.monkeypatch.undo()
 
 
-@pytest.mark.parametrize("match, after, kept", [
+@pytest.mark.parametrize("match, after, kept, code", [
     # nothing written yet: no surface, no journal
-    ("random_2d_directions.h5", 0, set()),
+    ("random_2d_directions.h5", 0, set(), errno.ENOSPC),
     # a point's line fails after 5 writes: the last flush puts the points before it in the h5 file
-    ("random_2d.h5.journal", 5, {"random_2d.h5", "random_2d_directions.h5"}),
+    ("random_2d.h5.journal", 5, {"random_2d.h5", "random_2d_directions.h5"}, errno.ENOSPC),
     # every flush after the first (empty) h5 file fails: the points stay in the journal
-    (".random_2d.h5.", 1, {"random_2d.h5", "random_2d.h5.journal", "random_2d_directions.h5"}),
+    (".random_2d.h5.", 1, {"random_2d.h5", "random_2d.h5.journal", "random_2d_directions.h5"}, errno.ENOSPC),
+    (".random_2d.h5.", 1, {"random_2d.h5", "random_2d.h5.journal", "random_2d_directions.h5"}, errno.EIO),
 ])
 def test_full_disk_stops_with_one_line_keeps_points_and_rerun_is_identical(tmp_path, trained_ckpt, reference,
-                                                                          monkeypatch, capsys, match, after, kept):
+                                                                          monkeypatch, capsys, match, after, kept,
+                                                                          code):
     capsys.readouterr()
-    disk = FullDisk(monkeypatch, match, after)
+    disk = FullDisk(monkeypatch, match, after, code)
     assert _cli(tmp_path, trained_ckpt) == 2
     disk.free_space()
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no space left on device (errno 28)" in err[0], err
+    assert len(err) == 1 and f"{os.strerror(code).lower()} (errno {code})" in err[0], err
     assert {p.name for p in tmp_path.iterdir()} == kept  # no temporary file, no lock
     if "journal" in match:
         assert load_surface(tmp_path / "random_2d.h5").done.sum() == disk.point_lines >= 1
