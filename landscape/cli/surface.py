@@ -76,6 +76,7 @@ def job_from_args(args: argparse.Namespace):
 
     from ..errors import LandscapeError
 
+    eig = eig_options(args)
     x = args.x if args.x is not None else (np.linspace(-0.5, 1.5, 41) if args.ckpt2 else np.linspace(-1, 1, 51))
     if args.y is not None and len(x) * len(args.y) > MAX_POINTS:
         raise LandscapeError(f"--x and --y give {len(x) * len(args.y):,} points; at most {MAX_POINTS:,} fit one surface "
@@ -95,7 +96,7 @@ def job_from_args(args: argparse.Namespace):
                       min_samples=args.min_samples, precision=args.precision, layout=args.layout, fold_bn=args.fold_bn,
                       threads=args.threads,
                       out=out, progress=not args.no_progress,
-                      **eig_options(args))
+                      **eig)
 
 
 def run(args: argparse.Namespace) -> int:
