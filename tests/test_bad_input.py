@@ -29,6 +29,9 @@ import torch
 import landscape
 from landscape.checkpoint import save_checkpoint, save_safetensors
 
+# All cases run in the first test's setup: about 100 processes, half of them importing torch.
+pytestmark = pytest.mark.timeout(1800)
+
 FAST = ["--samples", "50", "--no-progress", "--threads", "1", "--batch-size", "50", "--layout", "contiguous"]
 NAMES = '{"train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.0, "test_acc": 0.5}'
 
@@ -188,24 +191,6 @@ def _(ws, d):
     return surface_argv(safetensors_meta(ws, d, "[1, 2]"), d)
 
 
-@case("safetensors-empty", "cannot read")
-def _(ws, d):
-    (d / "c.safetensors").write_bytes(b"")
-    return surface_argv(d / "c.safetensors", d)
-
-
-@case("safetensors-nan-weights", "non-finite weights: tensor 'classifier.weight'")
-def _(ws, d):
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
-    state = load_file(str(ws.st))
-    state["classifier.weight"][0] = float("nan")
-    with safe_open(str(ws.st), "pt") as f:
-        save_file(state, str(d / "c.safetensors"), metadata=f.metadata())
-    return surface_argv(d / "c.safetensors", d)
-
-
 @case("empty-file", "cannot read")
 def _(ws, d):
     (d / "c.pt").write_bytes(b"")
@@ -220,12 +205,6 @@ def _(ws, d):
 @case("directory-as-checkpoint", "is a directory")
 def _(ws, d):
     return hessian_argv(d, d)
-
-
-@case("truncated-zip", "cannot read")
-def _(ws, d):
-    (d / "c.pt").write_bytes(ws.ckpt.read_bytes()[:2000])
-    return surface_argv(d / "c.pt", d)
 
 
 @case("meta-a-list", "'meta' is [1, 2]")
@@ -253,27 +232,11 @@ def _(ws, d):
     return surface_argv(edited(ws, d, state_dict=None), d)
 
 
-@case("state-dict-of-numbers", "state_dict entry 'a' is 1, not a tensor")
-def _(ws, d):
-    return surface_argv(edited(ws, d, state_dict={"a": 1}), d)
-
-
-@case("a-saved-tensor", "holds a Tensor")
-def _(ws, d):
-    return surface_argv(saved(d, torch.zeros(3)), d)
-
-
 @case("wrong-shapes", "tensor 'features.0.weight' has shape (3, 3) in the file, (2, 1, 3, 3) in the model")
 def _(ws, d):
     obj = raw_checkpoint(ws)
     obj["state_dict"]["features.0.weight"] = torch.zeros(3, 3)
     return hessian_argv(saved(d, obj), d)
-
-
-@case("bare-state-dict-other-width", "has shape (2, 1, 3, 3) in the file, (3, 1, 3, 3) in the model")
-def _(ws, d):
-    return surface_argv(saved(d, raw_checkpoint(ws)["state_dict"]), d, "--model", "convnet", "--model-args",
-                        '{"channels": [3, 4, 4]}')
 
 
 @case("nan-weights-surface", "tensor 'features.0.weight' has 1 NaN value(s)")
@@ -328,18 +291,15 @@ JOURNAL_DAMAGE = {
     "torn-last-line": b'{"p": 0, "v": {"train_lo',
 }
 for _name, _line in JOURNAL_DAMAGE.items():
-    CASES.append(Case(f"journal-{_name}-render", lambda ws, d, line=_line: [
-        "render", damaged_journal(ws, d, [line]), "--out", d / "figures"], "dropped 1 damaged line(s)", rc=0))
+    if _name != "torn-last-line":  # render reads the journal as resume does: one torn case is enough
+        CASES.append(Case(f"journal-{_name}-render", lambda ws, d, line=_line: [
+            "render", damaged_journal(ws, d, [line]), "--out", d / "figures"], "dropped 1 damaged line(s)", rc=0))
     CASES.append(Case(f"journal-{_name}-resume", lambda ws, d, line=_line: (
         damaged_journal(ws, d, [line]), resume_argv(ws, d, 1))[1], "dropped 1 damaged line(s)", rc=0))
-CASES.append(Case("journal-2d-out-of-range-resume", lambda ws, d: (
-    damaged_journal(ws, d, [('{"p": 9, "v": ' + NAMES + "}").encode()], dim=2), resume_argv(ws, d, 2))[1],
-    "dropped 1 damaged line(s)", rc=0))
 
 H5_DAMAGE = {  # name -> (dataset, its new value or None to delete it, dim, fragment)
     "without-done": ("done", None, 1, "no 'done' mask"),
     "done-of-wrong-size": ("done", np.ones(7, bool), 1, "'done' should be 3 flags"),
-    "done-2d-of-wrong-size": ("done", np.ones((2, 2), bool), 2, "'done' should be 9 flags"),
     "string-array": ("train_loss", np.array([b"a", b"b", b"c"]), 1, "'train_loss' is not an array of numbers"),
     "non-finite-coordinates": ("xcoordinates", np.array([np.nan, 0.0, 1.0]), 1, "holds non-finite coordinates"),
     "infinite-grid": ("xcoordinates", np.array([-np.inf, 0.0, np.inf]), 1, "holds non-finite coordinates"),
@@ -374,12 +334,6 @@ def _(ws, d):
     copy_surface(ws, d)
     other = edited(ws, d, meta={"dataset": "digits", "note": "another file"})
     return surface_argv(other, d)
-
-
-@case("resume-other-samples", "was computed with")
-def _(ws, d):
-    copy_surface(ws, d)
-    return surface_argv(ws.ckpt, d)[:-2] + ["--samples", "40", "--out", d / "out"]
 
 
 # ------------------------------------------------------------------ CLI values

@@ -5,8 +5,8 @@ import argparse
 import importlib
 import json
 
-from .common import (DATA_HELP, add_dataset_arg, add_model_arg, check_output_file, non_negative_float,
-                     positive_int)
+from .common import (DATA_HELP, add_dataset_arg, add_model_arg, check_output_file, device, non_negative_float,
+                     positive_int, require_device)
 
 HELP = ("benchmark the surface evaluator (against the older tool's loop: --baseline ll), the Hessian solvers "
         "(--hessian) or the shift kernel (--op shift)")
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=positive_int, default=5, help="eigenvalues for --hessian")
     p.add_argument("--shape", default="128,96,32,32", help="N,C,H,W tensor for --op shift")
     p.add_argument("--dtype", default="float32", help="dtype for --op shift")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", type=device, default=None)
     p.add_argument("--layout", default="auto", choices=["auto", "contiguous", "channels_last"],
                    help="evaluator memory layout for the surface bench (auto: measured)")
     p.add_argument("--fold-bn", default="auto", choices=["auto", "on", "off"],
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         args.dataset = args.dataset or "digits"
     if args.json_out:
         check_output_file(args.json_out, "--json")
+    require_device(args.device)
     module = importlib.import_module(f"landscape.bench.{mode}")
     result = module.run(args)  # prints its own readable table
     if not result:  # an MPI rank other than 0: rank 0 reports for all

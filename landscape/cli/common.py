@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
@@ -62,6 +63,32 @@ fraction = bounded(float, 0, 1, open_low=True, noun="a fraction in (0, 1]")
 seed = bounded(int, 0, MAX_SEED, noun=f"a seed from 0 to {MAX_SEED}")
 dpi = bounded(float, 10, 1200, noun="a resolution from 10 to 1200 dpi")
 threads = bounded(int, 1, 1024, noun="a thread count from 1 to 1024")
+
+
+def device(text: str) -> str:
+    """cpu, cuda, cuda:N or mps (whether it is present is `require_device`'s question, once torch is loaded)."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or mps, got {text!r}")
+    return text
+
+
+def require_device(name: str | None, flag: str = "--device") -> None:
+    """Refuse a device torch does not have, before any work (torch's own answer is a traceback)."""
+    from ..errors import LandscapeError
+
+    if name in (None, "cpu"):
+        return
+    import torch
+
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= count:
+            have = f"cuda:0 to cuda:{count - 1}" if count else "none"
+            raise LandscapeError(f"{flag} {name}: torch sees {count} CUDA device(s) ({have}); use one of those or "
+                                 f"{flag} cpu")
+    elif name == "mps" and not torch.backends.mps.is_available():
+        raise LandscapeError(f"{flag} mps: torch sees no MPS device; use {flag} cpu")
 
 
 def grid_range(text: str) -> np.ndarray:
@@ -213,4 +240,4 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     add_loss_arg(p, None)
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="evaluation batch size (default: the fastest, measured once per model and device)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--device", type=device, default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")

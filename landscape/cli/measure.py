@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from .common import (add_checkpoint_args, add_data_args, check_input_file, check_output_dir, positive_int,
-                     seed)
+                     require_device, seed)
 
 
 def add_measure_data_args(p: argparse.ArgumentParser) -> None:
@@ -32,6 +32,7 @@ def load_measure_inputs(args: argparse.Namespace):
     from ..checkpoint import load_checkpoint, require_finite
     from ..data import get_dataset, subset_indices
 
+    require_device(args.device)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     ckpt = require_finite(load_checkpoint(args.ckpt, model=args.model, model_args=args.model_args,
                                           map_location=device))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .common import (add_checkpoint_args, add_data_args, bounded, check_input_file, check_output_dir, grid_range,
-                     positive_float, positive_int, seed, threads)
+                     positive_float, positive_int, require_device, seed, threads)
 
 HELP = "compute a 1D/2D loss surface into an h5 file (no figures)"
 MAX_POINTS = 10_000_000  # a surface file keeps its arrays in memory: 10M points is ~0.5 GB
@@ -86,6 +86,8 @@ def job_from_args(args: argparse.Namespace):
         check_input_file(getattr(args, flag), f"--{flag.replace('_', '-')}")
     check_output_dir(out)
     from ..workflow import SurfaceJob  # torch from here on: everything above fails fast
+
+    require_device(args.device)
 
     return SurfaceJob(ckpt=args.ckpt, ckpt2=args.ckpt2, ckpt3=args.ckpt3, x=x, y=args.y, model=args.model,
                       model_args=args.model_args, dataset=args.dataset, data_root=args.data_root,

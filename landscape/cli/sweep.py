@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from .common import (MODEL_HELP, add_dataset_arg, add_loss_arg, add_model_arg, check_output_dir, comma_list,
-                     fraction, non_negative_float, non_negative_int, positive_float, positive_int, seed)
+                     device, fraction, non_negative_float, non_negative_int, positive_float, positive_int,
+                     require_device, seed)
 
 HELP = "train a grid of batch sizes x weight decays x seeds (x learning rates); resumable, MPI-parallel"
 DESCRIPTION = (HELP + ". Each run goes to OUT/<name>/ with model.pt, history.json and record.json "
@@ -41,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=positive_int, default=None,
                    help="steps between test evaluations (default: an epoch or 1/100 of the run)")
     add_loss_arg(p, "crossentropy")
-    p.add_argument("--device", default=None, help="cpu, cuda (under MPI: one GPU per local rank)")
+    p.add_argument("--device", type=device, default=None, help="cpu, cuda (under MPI: one GPU per local rank)")
     p.add_argument("--dry-run", action="store_true", help="list the planned runs and which are done, then exit")
     p.add_argument("--no-progress", action="store_true")
 
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sweep import pending_runs, plan_sweep, run_sweep
 
     check_output_dir(args.out, create=not args.dry_run)
+    require_device(args.device)
     train_data = get_dataset(args.dataset, "train", args.data_root)
     configs = plan_sweep(
         model=args.model, dataset=args.dataset, n_train=len(train_data), batch_sizes=args.batch_sizes,

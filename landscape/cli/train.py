@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from .common import (MODEL_HELP, add_dataset_arg, add_loss_arg, add_model_arg, check_output_dir, comma_list,
-                     fraction, non_negative_float, non_negative_int, positive_float, positive_int, seed)
+                     device, fraction, non_negative_float, non_negative_int, positive_float, positive_int,
+                     require_device, seed)
 
 HELP = "train one model (SGD/Adam, batch size, lr, weight decay, schedule, seed) and save checkpoints"
 DESCRIPTION = (HELP + ". Writes OUT/model.pt with the run's hyperparameters and final train/test loss and "
@@ -39,12 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-error", type=fraction, default=None,
                    help="record the step and time at which test error first falls below this")
     add_loss_arg(p, "crossentropy")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--device", type=device, default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
+    require_device(args.device)
     import torch
 
     from ..data import train_test
