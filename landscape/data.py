@@ -217,49 +217,26 @@ def get_dataset(name: str, split: str = "train", root: str | os.PathLike | None 
 
 # ---------------------------------------------------------------- any data -> tensors
 def as_tensors(data: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accept a `(inputs, targets)` tuple, a `TensorDataset`, any `Dataset` or a `DataLoader`.
+    """Accept a `(inputs, targets)` tuple, a `TensorDataset`, any `Dataset` or a `DataLoader` of
+    one input tensor and its targets, read whole into two tensors (`batches.columns`)."""
+    from .batches import columns
 
-    Measurements iterate the same samples many times, so they are materialised once as two
-    tensors (sliced into batches later) instead of re-running a Python data pipeline per point.
-    """
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
-        x, y = data
-    elif isinstance(data, TensorDataset) and len(data.tensors) >= 2:
-        x, y = data.tensors[0], data.tensors[1]
-    elif isinstance(data, DataLoader):
-        xs, ys = [], []
-        for batch in data:
-            if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
-                raise LandscapeError("a DataLoader must yield (inputs, targets) batches")
-            xs.append(torch.as_tensor(batch[0]))
-            ys.append(torch.as_tensor(batch[1]))
-        if not xs:
-            raise LandscapeError("the DataLoader yielded no batches")
-        x, y = torch.cat(xs), torch.cat(ys)
-    elif isinstance(data, Dataset):
-        items = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
-        if not items:
-            raise LandscapeError("the dataset is empty")
-        x = torch.stack([torch.as_tensor(it[0]) for it in items])
-        y = torch.stack([torch.as_tensor(it[1]) for it in items])
-    else:
-        raise LandscapeError(f"data must be a Dataset, a DataLoader or a (inputs, targets) tuple of "
-                             f"tensors, not {type(data).__name__}")
-    if len(x) != len(y):
-        raise LandscapeError(f"inputs and targets differ in length ({len(x)} vs {len(y)})")
-    if len(x) == 0:
-        raise LandscapeError("the data holds no samples")
-    return x, y
+    inputs, y = columns(data)
+    if isinstance(inputs, dict) or len(inputs) != 1:
+        raise LandscapeError("this needs (inputs, targets) data with one input tensor; "
+                             "the measurements (landscape.risk) take any batch structure")
+    return inputs[0], y
 
 
 def subset_indices(n_total: int, n: int | None, seed: int = 0) -> torch.Tensor | None:
     """A fixed random subset of ``n`` sample indices (sorted), or None for all samples."""
+    from .rng import plain_generator
+
     if n is None or n >= n_total:
         return None
     if n <= 0:
-        raise LandscapeError(f"--samples must be positive, got {n}")
-    g = torch.Generator().manual_seed(seed)
-    return torch.randperm(n_total, generator=g)[:n].sort().values
+        raise LandscapeError(f"samples must be positive, got {n}")
+    return torch.randperm(n_total, generator=plain_generator(seed))[:n].sort().values
 
 
 def iter_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .data import DataSpec, as_tensors, subset_indices
+from .data import DataSpec
 from .directions import directions_fingerprint
 from .errors import LandscapeError
 from .evaluation import Evaluator
@@ -296,18 +296,13 @@ def load_surface(path: str | os.PathLike) -> Surface:
 
 # ------------------------------------------------------------------ computing
 def _as_splits(data: DataSpec | Mapping[str, DataSpec], test_data: DataSpec | None) -> dict[str, DataSpec]:
-    if isinstance(data, Mapping):
-        splits = dict(data)
+    if isinstance(data, Mapping) and not all(isinstance(v, torch.Tensor) for v in data.values()):
+        splits = dict(data)  # {split: data}; a dict of tensors is one dataset of dict batches
     else:
         splits = {"train": data}
     if test_data is not None:
         splits["test"] = test_data
     return splits
-
-
-def _subset(x: torch.Tensor, y: torch.Tensor, samples: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    idx = subset_indices(len(x), samples, seed)
-    return (x, y, None) if idx is None else (x[idx], y[idx], idx)
 
 
 def subset_hash(t: torch.Tensor | None) -> str:
@@ -328,7 +323,7 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
                     precision: str = "fp32", layout: str = "contiguous", extra: Sequence[PointFn] = (),
                     fold_bn: bool | str = "auto", progress: bool = True,
                     attrs: Mapping[str, Any] | None = None, comm: Any = "auto",
-                    flush_seconds: float = 5.0) -> Surface:
+                    flush_seconds: float = 5.0, data_on: str = "auto", target_key: str | None = None) -> Surface:
     """Evaluate loss and accuracy at ``w0 + x_i dx (+ y_j dy)`` for every grid point.
 
     ``data`` is one dataset (called ``train``) or a mapping ``{split: data}``; ``test_data`` adds
@@ -345,8 +340,10 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     after every move of the weights: ``"auto"`` when the model allows it, ``True`` or an error
     saying why not, ``False`` never; values differ from unfolded ones by float rounding. The
     number of folded pairs is stored (``fold_bn``) and must match on resume. ``extra`` callables
-    always get the model itself.
+    always get the model itself. ``data_on`` keeps the data on the device or streams it
+    (`landscape.risk`); ``target_key`` names the target of dict batches (`landscape.batches`).
     """
+    from .batches import example_inputs
     from .evaluation import AdaptiveEvaluator, channels_last_model, resolve_device
     from .parallel import get_comm, rank_of, run_points
 
@@ -361,21 +358,24 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     if comm is not None:  # identical directions on every rank, whatever each rank was given
         directions = comm.bcast(directions if writer else None, root=0)
 
-    splits = {split: _subset(*as_tensors(d), samples, subset_seed) for split, d in _as_splits(data, test_data).items()}
-    example = next(iter(splits.values()))[0][:2].to(resolve_device(None, model))
+    splits = _as_splits(data, test_data)
+    example = example_inputs(next(iter(splits.values())), target_key=target_key)
+    example = example[0].to(resolve_device(None, model)) if isinstance(example, tuple) and len(example) == 1 else None
     twin = _folded_twin(model, fold_bn, example)  # built in the model's layout; sync() follows a layout change
     evaluated = model if twin is None else twin
     if layout not in ("contiguous", "channels_last"):
         raise LandscapeError(f"unknown layout {layout!r}; use 'contiguous' or 'channels_last'")
     cl = layout == "channels_last"
     evaluators, subsets = {}, {}
-    for split, (xs, ys, idx) in splits.items():
-        subsets[split] = idx
+    options = dict(samples=samples, data_on=data_on, target_key=target_key)
+    for split, d in splits.items():
         if rtol:
-            evaluators[split] = AdaptiveEvaluator(evaluated, (xs, ys), loss, batch_size, device, precision, rtol,
-                                                  min_samples, subset_seed, channels_last=cl)
+            evaluators[split] = AdaptiveEvaluator(evaluated, d, loss, batch_size, device, precision, rtol,
+                                                  min_samples, subset_seed, channels_last=cl, **options)
         else:
-            evaluators[split] = Evaluator(evaluated, (xs, ys), loss, batch_size, device, precision, channels_last=cl)
+            evaluators[split] = Evaluator(evaluated, d, loss, batch_size, device, precision, channels_last=cl,
+                                          seed=subset_seed, **options)
+        subsets[split] = evaluators[split].risk.subset
 
     # Checked in this order on resume, so the first mismatch named is the most telling one.
     fingerprint = {

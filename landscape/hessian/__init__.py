@@ -1,12 +1,13 @@
 """Hessian spectrum of a model's dataset loss: extreme eigenvalues, trace, spectral density.
 
-``eigenvalues``, ``trace`` and ``density`` take the same ``(model, data, loss=..., batch_size=...,
-params=..., weight_decay=...)`` as the rest of the package and return small dataclasses that
-carry the number, the settings that produced it, and how many Hessian-vector products it cost.
+``eigenvalues``, ``trace`` and ``density`` take an `EmpiricalRisk` first (``eigenvalues(risk, k=5)``)
+and everything else by keyword; ``(model, data, loss=..., batch_size=..., params=...,
+weight_decay=..., data_on=...)`` builds the risk for you. They return small dataclasses that carry
+the number, the settings that produced it, and how many Hessian-vector products it cost.
 ``weight_decay`` adds ``wd * I`` to the Hessian (``wd * P`` to the trace); results say whether it
-is in. Everything runs matrix-free through `HessianOperator` (see `landscape.hessian.hvp`); pass
-one built earlier as ``data`` to reuse its batches for several measurements (its own loss,
-parameter subset and weight decay then apply).
+is in. Everything runs matrix-free through the risk's products (`EmpiricalRisk.hvp`/``hmm``);
+build one risk to reuse its batches for several measurements (its own loss, parameter subset
+and weight decay then apply).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from torch import nn
 from ..data import DataSpec
 from ..errors import LandscapeError
 from ..losses import LossSpec
+from ..risk import EmpiricalRisk, as_risk
 from .density import plot_density, quadrature_moments, slq, smooth_density
 from .extremes import EigenExtremes, eigen_extremes
 from .hvp import HessianOperator, ParamSpec, dense_hessian, select_parameters
@@ -31,6 +33,7 @@ from .trace import DEFAULT_BLOCK_SIZE, hutch_plus_plus, hutchinson
 from ..jsonfile import jsonable as _jsonable
 
 __all__ = ["eigenvalues", "trace", "density", "EigenResult", "TraceResult", "DensityResult", "HessianOperator",
+           "EmpiricalRisk",
            "eigen_extremes", "EigenExtremes", "lanczos", "power_iteration", "hutchinson",
            "hutch_plus_plus", "slq", "smooth_density", "plot_density", "dense_hessian", "select_parameters",
            "rounding_error"]
@@ -95,18 +98,16 @@ class DensityResult(_Result):
         plot_density(self.grid, self.density, path, title)
 
 
-def _operator(model: nn.Module, data: DataSpec, loss: LossSpec, batch_size: int | None, params: ParamSpec,
-              weight_decay: float, device) -> HessianOperator:
-    if isinstance(data, HessianOperator):
-        return data
-    return HessianOperator(model, data, loss, batch_size, params, weight_decay, device)
+def _risk(model, data, loss, batch_size, params, weight_decay, device, data_on) -> EmpiricalRisk:
+    return as_risk(model, data, loss=loss, batch_size=batch_size, params=params, weight_decay=weight_decay,
+                   device=device, data_on=data_on)
 
 
-def eigenvalues(model: nn.Module, data: DataSpec, k: int = 1, which: str = "largest", method: str = "lanczos",
+def eigenvalues(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, k: int = 1, which: str = "largest", method: str = "lanczos",
                 loss: LossSpec = "crossentropy", batch_size: int | None = None, params: ParamSpec = None,
                 weight_decay: float = 0.0, tol: float = 1e-6, max_iter: int | None = None, seed: int = 0,
                 device: str | torch.device | None = None, return_vectors: bool = False,
-                progress: bool = False) -> EigenResult:
+                progress: bool = False, data_on: str = "auto") -> EigenResult:
     """The ``k`` largest or smallest (``which="smallest"``: most negative) Hessian eigenvalues.
 
     ``method="lanczos"`` (default) stops once every wanted Ritz value's error estimate is below
@@ -118,33 +119,33 @@ def eigenvalues(model: nn.Module, data: DataSpec, k: int = 1, which: str = "larg
         raise LandscapeError(f"method must be one of {METHODS}, got {method!r}")
     if which not in ("largest", "smallest"):
         raise LandscapeError(f"which must be 'largest' or 'smallest', got {which!r}")
-    op = _operator(model, data, loss, batch_size, params, weight_decay, device)
-    start, before = time.perf_counter(), op.n_hvps
+    r = _risk(risk, data, loss, batch_size, params, weight_decay, device, data_on)
+    start, before = time.perf_counter(), r.n_hvps
     if method == "lanczos":
-        run = lanczos(op.mv, op.num_params, k=k, which=which, tol=tol, max_iter=max_iter, seed=seed,
-                      device=op.device, return_vectors=return_vectors, progress=progress,
+        run = lanczos(r.hvp, r.num_params, k=k, which=which, tol=tol, max_iter=max_iter, seed=seed,
+                      device=r.device, return_vectors=return_vectors, progress=progress,
                       desc=f"lanczos top-{k}" if which == "largest" else f"lanczos bottom-{k}")
     else:
-        run = power_iteration(op.mv, op.num_params, k=k, which=which, tol=tol,
-                              max_iter=max_iter if max_iter is not None else 1000, seed=seed, device=op.device,
+        run = power_iteration(r.hvp, r.num_params, k=k, which=which, tol=tol,
+                              max_iter=max_iter if max_iter is not None else 1000, seed=seed, device=r.device,
                               return_vectors=return_vectors, progress=progress)
     settings = {"k": k, "which": which, "method": method, "tol": tol, "max_iter": max_iter, "seed": seed,
-                **op.settings}
-    return EigenResult(values=run.values, errors=run.errors, residuals=run.residuals, converged=run.converged, n_hvps=op.n_hvps - before,
+                **r.settings}
+    return EigenResult(values=run.values, errors=run.errors, residuals=run.residuals, converged=run.converged, n_hvps=r.n_hvps - before,
                        settings=settings, seconds=time.perf_counter() - start, vectors=run.vectors)
 
 
-def trace(model: nn.Module, data: DataSpec, n_probes: int = 100, method: str = "hutchinson",
+def trace(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_probes: int = 100, method: str = "hutchinson",
           loss: LossSpec = "crossentropy", batch_size: int | None = None, params: ParamSpec = None,
           weight_decay: float = 0.0, seed: int = 0, device: str | torch.device | None = None,
           progress: bool = False, block_size: int = DEFAULT_BLOCK_SIZE, done: Sequence[float] = (),
-          on_block: Callable[[np.ndarray], None] | None = None) -> TraceResult:
+          on_block: Callable[[np.ndarray], None] | None = None, data_on: str = "auto") -> TraceResult:
     """``tr(H)`` from ``n_probes`` Hessian-vector products, with its standard error.
 
     ``"hutchinson"``: the mean of ``n_probes`` Rademacher quadratic forms. ``"hutch++"``: the
     same budget of products split between an exact sketch of the dominant subspace and
     Hutchinson on the rest, usually far lower variance on Hessians with outliers. Probes go
-    ``block_size`` at a time through `HessianOperator.mm` (one forward and first backward per
+    ``block_size`` at a time through `EmpiricalRisk.hmm` (one forward and first backward per
     data batch for the whole block); the estimate does not depend on it beyond rounding.
     Hutchinson resumes from ``done`` and reports progress to ``on_block`` (`hutchinson`).
     """
@@ -152,54 +153,55 @@ def trace(model: nn.Module, data: DataSpec, n_probes: int = 100, method: str = "
         raise LandscapeError(f"method must be one of {TRACE_METHODS}, got {method!r}")
     if method != "hutchinson" and (len(done) or on_block is not None):
         raise LandscapeError("only the Hutchinson trace resumes probe by probe (done=, on_block=)")
-    op = _operator(model, data, loss, batch_size, params, weight_decay, device)
-    start, before = time.perf_counter(), op.n_hvps
+    r = _risk(risk, data, loss, batch_size, params, weight_decay, device, data_on)
+    start, before = time.perf_counter(), r.n_hvps
     from tqdm.auto import tqdm
     bar = tqdm(total=n_probes - len(done), desc=f"trace ({method})", unit="hvp", disable=not progress,
                leave=False, dynamic_ncols=True)
     try:
         if method == "hutchinson":
-            est = hutchinson(op.mv, op.num_params, n_probes, seed, op.device, bar,
-                             matmat=op.mm, block_size=block_size, done=done, on_block=on_block)
+            est = hutchinson(r.hvp, r.num_params, n_probes, seed, r.device, bar,
+                             matmat=r.hmm, block_size=block_size, done=done, on_block=on_block)
         else:
-            est = hutch_plus_plus(op.mv, op.num_params, n_probes, seed, op.device, bar,
-                                  matmat=op.mm, block_size=block_size)
+            est = hutch_plus_plus(r.hvp, r.num_params, n_probes, seed, r.device, bar,
+                                  matmat=r.hmm, block_size=block_size)
     finally:
         bar.close()
     settings = {"n_probes": n_probes, "method": method, "seed": seed, "probe": "rademacher",
-                "resumed_probes": len(done), **op.settings}
-    return TraceResult(value=est.value, stderr=est.stderr, n_hvps=op.n_hvps - before, settings=settings,
+                "resumed_probes": len(done), **r.settings}
+    return TraceResult(value=est.value, stderr=est.stderr, n_hvps=r.n_hvps - before, settings=settings,
                        seconds=time.perf_counter() - start)
 
 
-def density(model: nn.Module, data: DataSpec, n_iter: int = 80, n_runs: int = 10, loss: LossSpec = "crossentropy",
+def density(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_iter: int = 80, n_runs: int = 10, loss: LossSpec = "crossentropy",
             batch_size: int | None = None, params: ParamSpec = None, weight_decay: float = 0.0, seed: int = 0,
             sigma: float | None = None, grid: np.ndarray | None = None, grid_size: int = 1000,
             device: str | torch.device | None = None, progress: bool = False,
             block_size: int = DEFAULT_BLOCK_SIZE, done: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
-            on_run: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> DensityResult:
+            on_run: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+            data_on: str = "auto") -> DensityResult:
     """Spectral density by stochastic Lanczos quadrature: ``n_runs`` runs of ``n_iter`` steps.
 
     Up to ``block_size`` runs go in lockstep, sharing each data batch's forward and first backward
-    (`HessianOperator.mm`); the result is that of running them one at a time, up to rounding.
+    (`EmpiricalRisk.hmm`); the result is that of running them one at a time, up to rounding.
 
     Returns the quadrature (nodes, weights; each run's weights sum to 1) and its Gaussian-kernel
     smoothing on a grid (``sigma`` defaults to ``sqrt(1e-5)`` times the spectral range).
     ``on_run`` and ``done`` save and resume finished runs (`slq`); the result is the same.
     """
-    op = _operator(model, data, loss, batch_size, params, weight_decay, device)
-    start, before = time.perf_counter(), op.n_hvps
+    r = _risk(risk, data, loss, batch_size, params, weight_decay, device, data_on)
+    start, before = time.perf_counter(), r.n_hvps
     from tqdm.auto import tqdm
     todo = n_runs - len(done or {})
-    bar = tqdm(total=todo * min(n_iter, op.num_params), desc="density (SLQ)", unit="hvp", disable=not progress,
+    bar = tqdm(total=todo * min(n_iter, r.num_params), desc="density (SLQ)", unit="hvp", disable=not progress,
                leave=False, dynamic_ncols=True)
     try:
-        quad, _ = slq(op.mv, op.num_params, n_iter, n_runs, seed, op.device, bar=bar, matmat=op.mm,
+        quad, _ = slq(r.hvp, r.num_params, n_iter, n_runs, seed, r.device, bar=bar, matmat=r.hmm,
                       block_size=block_size, done=done, on_run=on_run)
     finally:
         bar.close()
     g, dens, sig = smooth_density(quad.nodes, quad.weights, grid, sigma, grid_size)
     settings = {"n_iter": n_iter, "n_runs": n_runs, "seed": seed, "sigma": sig, "resumed_runs": len(done or {}),
-                **op.settings}
+                **r.settings}
     return DensityResult(nodes=quad.nodes, weights=quad.weights, grid=g, density=dens, sigma=sig,
-                         n_hvps=op.n_hvps - before, settings=settings, seconds=time.perf_counter() - start)
+                         n_hvps=r.n_hvps - before, settings=settings, seconds=time.perf_counter() - start)
