@@ -51,6 +51,7 @@ class SurfaceJob:
     layout: str = "auto"
     fold_bn: str = "auto"  # auto | on | off: evaluate with BatchNorm folded into the convs (landscape.fusion)
     threads: int | None = None
+    data_on: str = "auto"  # auto | device | stream (landscape.risk)
     out: str = "out"
     progress: bool = True
     eig: bool = False  # also max_eig/min_eig of the train-loss Hessian at every point (one Lanczos run each)
@@ -247,4 +248,4 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
                            batch_size=int(batch_size), device=device, kind=kind, samples=job.samples,
                            layout=str(layout), fold_bn=fold_bn,
                            rtol=job.rtol, min_samples=job.min_samples, precision=job.precision, extra=extra,
-                           progress=job.progress, attrs=attrs, comm=comm)
+                           progress=job.progress, attrs=attrs, comm=comm, data_on=job.data_on)

@@ -144,3 +144,54 @@ def test_token_surface_and_keskar_through_the_convenience_calls():
     res = sharpness.keskar(model, token_data(), eps=1e-2, max_iter=3, batch_size=8)
     assert res.base_loss == pytest.approx(float(direct_loss(model).detach()), rel=1e-12)
     assert res.value > 0 and res.settings["num_samples"] == N
+
+
+# ---------------------------------------------------------------- resident == streaming
+@pytest.fixture(scope="module")
+def digits_model():
+    torch.manual_seed(0)
+    model = landscape.build_model("convnet", input_shape=(1, 8, 8), num_classes=10, channels=(4, 8, 8))
+    return model.eval()
+
+
+def _both(model, data, **kw):
+    return (EmpiricalRisk(model, data, data_on="device", **kw), EmpiricalRisk(model, data, data_on="stream", **kw))
+
+
+def test_streaming_gives_the_resident_numbers_bit_for_bit(digits_model, digits):
+    """Same samples, same order, same batch size: surfaces, eigenvalues, traces, sharpness identical."""
+    train, _ = digits
+    model = digits_model
+    opts = dict(batch_size=30, samples=100, seed=3)  # 30 + 30 + 30 + 10 of a fixed subset, drawn by index
+    resident, streaming = _both(model, train, **opts)
+    assert resident.data_on == "device" and streaming.data_on == "stream"
+    assert isinstance(streaming.batches.loader, torch.utils.data.DataLoader)
+    assert torch.equal(resident.subset, streaming.subset) and resident.total_weight == streaming.total_weight == 100
+    assert resident.evaluate() == streaming.evaluate()
+    assert resident.loss_and_grad()[0] == streaming.loss_and_grad()[0]
+    eig = [hessian.eigenvalues(r, k=2, max_iter=8, tol=1e-12) for r in (resident, streaming)]
+    assert np.array_equal(eig[0].values, eig[1].values) and eig[0].n_hvps == eig[1].n_hvps == 8
+    tr = [hessian.trace(r, n_probes=4, seed=1) for r in (resident, streaming)]
+    assert tr[0].value == tr[1].value and tr[0].stderr == tr[1].stderr
+    ks = [sharpness.keskar(r, eps=1e-3, max_iter=2) for r in (resident, streaming)]
+    assert ks[0].value == ks[1].value and ks[0].n_evals == ks[1].n_evals
+    g = torch.Generator().manual_seed(0)
+    direction = {n: torch.randn(p.shape, generator=g) for n, p in model.named_parameters()}
+    for rtol in (None, 0.05):  # plain, and the adaptive prefix of one fixed permutation
+        surfaces = [landscape.compute_surface(model, [direction], train, x=[-0.5, 0.5], batch_size=30,
+                                              samples=100, subset_seed=3, rtol=rtol, min_samples=30,
+                                              progress=False, fold_bn=False, data_on=on)
+                    for on in ("device", "stream")]
+        for key in surfaces[0].arrays:
+            assert np.array_equal(surfaces[0][key], surfaces[1][key], equal_nan=True), key
+
+
+def test_a_user_dataloader_streams_as_it_is(digits_model, digits):
+    train, _ = digits
+    x, y = train.inputs[:70], train.targets[:70]
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
+    streaming = EmpiricalRisk(digits_model, loader, data_on="stream", batch_size=32)
+    assert streaming.batches.loader is loader and streaming.num_samples == 70
+    assert streaming.evaluate() == EmpiricalRisk(digits_model, (x, y), batch_size=32).evaluate()
+    with pytest.raises(LandscapeError, match="data_on must be one of"):
+        EmpiricalRisk(digits_model, loader, data_on="disk")

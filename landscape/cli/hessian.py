@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         raise LandscapeError("--no-eigenvalues leaves nothing to measure: add --trace and/or --density")
     ckpt, data, info = load_measure_inputs(args)
     progress = not args.no_progress
-    op = hessian.HessianOperator(ckpt.model, data, args.loss, args.batch_size, args.params, args.weight_decay,
-                                 info["device"])
+    op = hessian.EmpiricalRisk(ckpt.model, data, loss=args.loss, batch_size=args.batch_size, params=args.params,
+                               weight_decay=args.weight_decay, device=info["device"], data_on=args.data_on)
     out_dir = output_dir(args)
     record = PartsFile(out_dir / "hessian.json", {**info, "operator": op.settings})
     lines = [f"{args.ckpt}: Hessian over {op.num_params:,} parameters, {op.num_samples:,} {args.split} samples"

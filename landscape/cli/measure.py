@@ -20,8 +20,15 @@ def add_measure_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random probes / start vectors")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                    help="precision of the model while measuring (float64: exact enough at near-zero loss, slower)")
+    add_data_on_arg(p)
     p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_data_on_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-on", default="auto", choices=["auto", "device", "stream"],
+                   help="keep the data on the device (fast), stream it batch by batch (flat memory), or auto: "
+                        "on the device when it fits (a quarter of free GPU memory, 2 GiB on a CPU)")
 
 
 def load_measure_inputs(args: argparse.Namespace):

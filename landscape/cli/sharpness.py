@@ -83,7 +83,7 @@ def _line(name: str, part: dict, args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     ckpt, data, info = load_measure_inputs(args)
     common = dict(loss=args.loss, batch_size=args.batch_size, params=args.params, seed=args.seed,
-                  device=info["device"], progress=not args.no_progress)
+                  device=info["device"], progress=not args.no_progress, data_on=args.data_on)
     base = {**info, "loss": args.loss, "batch_size": args.batch_size, "params": args.params}
     record = PartsFile(output_dir(args) / "sharpness.json", base, container="measures")
     lines = [f"{args.ckpt}: sharpness on {info['samples']:,} {args.split} samples"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .common import add_checkpoint_args, add_data_args, grid_range, positive_float, positive_int
+from .measure import add_data_on_arg
 
 HELP = "compute a 1D/2D loss surface into an h5 file (no figures)"
 
@@ -50,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eig-seed", type=int, default=argparse.SUPPRESS, metavar="SEED",
                    help="seed of that subset and of the Lanczos start vector (default: 0)")
     p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    add_data_on_arg(p)
     p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -78,7 +80,7 @@ def job_from_args(args: argparse.Namespace):
                       orthogonalize=args.orthogonalize, dir_file=args.dir_file, samples=args.samples,
                       loss=args.loss, batch_size=args.batch_size, device=args.device, rtol=args.rtol,
                       min_samples=args.min_samples, precision=args.precision, layout=args.layout, fold_bn=args.fold_bn,
-                      threads=args.threads,
+                      threads=args.threads, data_on=args.data_on,
                       out=args.out or str(Path("out") / Path(args.ckpt).stem), progress=not args.no_progress,
                       **eig_options(args))
 
