@@ -12,7 +12,7 @@ and weight decay then apply).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -23,6 +23,7 @@ from ..data import DataSpec
 from ..errors import LandscapeError
 from ..losses import LossSpec
 from ..risk import EmpiricalRisk, as_risk
+from ..store import MeasureStore
 from .density import plot_density, quadrature_moments, slq, smooth_density
 from .extremes import EigenExtremes, eigen_extremes
 from .hvp import HessianOperator, ParamSpec, dense_hessian, select_parameters
@@ -46,6 +47,15 @@ class _Result:
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (tensors such as eigenvectors left out)."""
         return {k: _jsonable(v) for k, v in asdict(self).items() if not isinstance(v, torch.Tensor)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping):
+        """The result a `to_dict` (or a `MeasureStore` entry) holds; arrays come back as arrays."""
+        values = {f.name: d[f.name] for f in fields(cls) if f.name in d}
+        for f in fields(cls):
+            if f.type in ("np.ndarray", np.ndarray) and f.name in values:
+                values[f.name] = np.asarray(values[f.name], dtype=float)
+        return cls(**values)
 
 
 @dataclass
@@ -139,7 +149,8 @@ def trace(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_pr
           loss: LossSpec = "crossentropy", batch_size: int | None = None, params: ParamSpec = None,
           weight_decay: float = 0.0, seed: int = 0, device: str | torch.device | None = None,
           progress: bool = False, block_size: int = DEFAULT_BLOCK_SIZE, done: Sequence[float] = (),
-          on_block: Callable[[np.ndarray], None] | None = None, data_on: str = "auto") -> TraceResult:
+          on_block: Callable[[np.ndarray], None] | None = None, data_on: str = "auto",
+          store: MeasureStore | None = None) -> TraceResult:
     """``tr(H)`` from ``n_probes`` Hessian-vector products, with its standard error.
 
     ``"hutchinson"``: the mean of ``n_probes`` Rademacher quadratic forms. ``"hutch++"``: the
@@ -147,12 +158,22 @@ def trace(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_pr
     Hutchinson on the rest, usually far lower variance on Hessians with outliers. Probes go
     ``block_size`` at a time through `EmpiricalRisk.hmm` (one forward and first backward per
     data batch for the whole block); the estimate does not depend on it beyond rounding.
-    Hutchinson resumes from ``done`` and reports progress to ``on_block`` (`hutchinson`).
+    Hutchinson resumes from ``done`` and reports progress to ``on_block`` (`hutchinson`). With a
+    `MeasureStore` the finished trace is reused, and Hutchinson's finished probes are saved block
+    by block (``trace_probes``) and picked up by the next call: an interrupted run resumes.
     """
     if method not in TRACE_METHODS:
         raise LandscapeError(f"method must be one of {TRACE_METHODS}, got {method!r}")
     if method != "hutchinson" and (len(done) or on_block is not None):
         raise LandscapeError("only the Hutchinson trace resumes probe by probe (done=, on_block=)")
+    request = {"probes": n_probes, "method": method, "seed": seed}
+    if store is not None:
+        found = store.reuse("trace", request)
+        if found is not None:
+            return TraceResult.from_dict(found)
+        if method == "hutchinson":
+            done = (store.reuse("trace_probes", request) or {"samples": list(done)})["samples"]
+            on_block = _saving(store, "trace_probes", request, lambda samples: {"samples": samples}, on_block)
     r = _risk(risk, data, loss, batch_size, params, weight_decay, device, data_on)
     start, before = time.perf_counter(), r.n_hvps
     from tqdm.auto import tqdm
@@ -169,8 +190,22 @@ def trace(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_pr
         bar.close()
     settings = {"n_probes": n_probes, "method": method, "seed": seed, "probe": "rademacher",
                 "resumed_probes": len(done), **r.settings}
-    return TraceResult(value=est.value, stderr=est.stderr, n_hvps=r.n_hvps - before, settings=settings,
-                       seconds=time.perf_counter() - start)
+    result = TraceResult(value=est.value, stderr=est.stderr, n_hvps=r.n_hvps - before, settings=settings,
+                         seconds=time.perf_counter() - start)
+    if store is not None:
+        store.drop("trace_probes")
+        store.put("trace", result.to_dict(), request)
+    return result
+
+
+def _saving(store: MeasureStore, name: str, request: dict, entry: Callable, user: Callable | None) -> Callable:
+    """A progress callback that saves the finished pieces in ``store`` before calling ``user``'s."""
+    def save(*args) -> None:
+        store.put(name, entry(*args), request)
+        if user is not None:
+            user(*args)
+
+    return save
 
 
 def density(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_iter: int = 80, n_runs: int = 10, loss: LossSpec = "crossentropy",
@@ -179,7 +214,7 @@ def density(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_
             device: str | torch.device | None = None, progress: bool = False,
             block_size: int = DEFAULT_BLOCK_SIZE, done: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
             on_run: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
-            data_on: str = "auto") -> DensityResult:
+            data_on: str = "auto", store: MeasureStore | None = None) -> DensityResult:
     """Spectral density by stochastic Lanczos quadrature: ``n_runs`` runs of ``n_iter`` steps.
 
     Up to ``block_size`` runs go in lockstep, sharing each data batch's forward and first backward
@@ -187,8 +222,23 @@ def density(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_
 
     Returns the quadrature (nodes, weights; each run's weights sum to 1) and its Gaussian-kernel
     smoothing on a grid (``sigma`` defaults to ``sqrt(1e-5)`` times the spectral range).
-    ``on_run`` and ``done`` save and resume finished runs (`slq`); the result is the same.
+    ``on_run`` and ``done`` save and resume finished runs (`slq`); the result is the same. With a
+    `MeasureStore` the finished density is reused, and finished runs are saved one by one
+    (``density_runs``) and picked up by the next call: an interrupted run resumes.
     """
+    request = {"n_iter": n_iter, "n_runs": n_runs, "seed": seed}
+    if store is not None:
+        found = store.reuse("density", request)
+        if found is not None:
+            return DensityResult.from_dict(found)
+        partial = store.reuse("density_runs", request) or {"runs": {}}
+        done = {**(done or {}), **{int(k): (run["nodes"], run["weights"]) for k, run in partial["runs"].items()}}
+
+        def entry(r: int, nodes, weights) -> dict:
+            partial["runs"][str(r)] = {"nodes": nodes, "weights": weights}
+            return partial
+
+        on_run = _saving(store, "density_runs", request, entry, on_run)
     r = _risk(risk, data, loss, batch_size, params, weight_decay, device, data_on)
     start, before = time.perf_counter(), r.n_hvps
     from tqdm.auto import tqdm
@@ -203,5 +253,9 @@ def density(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_
     g, dens, sig = smooth_density(quad.nodes, quad.weights, grid, sigma, grid_size)
     settings = {"n_iter": n_iter, "n_runs": n_runs, "seed": seed, "sigma": sig, "resumed_runs": len(done or {}),
                 **r.settings}
-    return DensityResult(nodes=quad.nodes, weights=quad.weights, grid=g, density=dens, sigma=sig,
-                         n_hvps=r.n_hvps - before, settings=settings, seconds=time.perf_counter() - start)
+    result = DensityResult(nodes=quad.nodes, weights=quad.weights, grid=g, density=dens, sigma=sig,
+                           n_hvps=r.n_hvps - before, settings=settings, seconds=time.perf_counter() - start)
+    if store is not None:
+        store.drop("density_runs")
+        store.put("density", result.to_dict(), request)
+    return result
