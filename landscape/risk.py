@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .attention import double_backward_attention
 from .batches import (Batch, ResidentBatches, StreamingBatches, call_model, choose_residency, concat,
                       data_length, slice_batch)
 from .data import subset_indices
@@ -348,7 +349,7 @@ class EmpiricalRisk:
         vectors = [self.split(v) for v in V]  # once, not per batch: each is a cast to the parameters' dtype
         out = torch.zeros((k, self.num_params), dtype=torch.float64, device=self.device)
         total = self.total_weight
-        with eval_mode(self.model), torch.enable_grad():
+        with eval_mode(self.model), torch.enable_grad(), double_backward_attention():
             for b in self.batches:
                 loss = self.loss_fn(self.outputs(b), b.target) * (b.weight / total)
                 grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)

@@ -5,7 +5,8 @@ through products ``H v``: `EmpiricalRisk.hvp` and its blocked form `EmpiricalRis
 them over the *whole* dataset, each batch weighted by its counted targets, in eval mode (BN
 running statistics, so the Hessian does not depend on how the data is batched), every product a
 double ``torch.autograd.grad`` whose graph is freed per batch (no ``.backward(create_graph=True)``,
-which leaks through ``.grad``). An optional ``weight_decay`` adds ``wd * I``; an optional parameter
+which leaks through ``.grad``), attention on its twice-differentiable math kernel
+(`landscape.attention`). An optional ``weight_decay`` adds ``wd * I``; an optional parameter
 subset restricts the operator to one layer or block. `HessianOperator` wraps a risk for scipy's
 solvers (``matvec``/``@`` on numpy arrays) and keeps the older ``(model, data, ...)`` spelling.
 """
