@@ -194,10 +194,11 @@ class StreamingBatches:
         else:
             dataset = user.dataset if user is not None else _as_dataset(data)
             workers = num_workers if num_workers is not None else (user.num_workers if user is not None else 0)
+            batched = isinstance(dataset, _Columns)  # one gather (or slice) per batch, not one item at a time
+            collate = _whole if batched else (user.collate_fn if user is not None else default_collate)
             self.loader = DataLoader(dataset, batch_size=batch_size or (user.batch_size if user else None) or 1,
                                      sampler=order.tolist() if order is not None else None,
-                                     collate_fn=user.collate_fn if user is not None else default_collate,
-                                     num_workers=workers, pin_memory=device.type == "cuda",
+                                     collate_fn=collate, num_workers=workers, pin_memory=device.type == "cuda",
                                      persistent_workers=workers > 0)
         self.num_samples = len(order) if order is not None else data_length(data)
         self._order, self._data = order, data
@@ -241,25 +242,39 @@ class StreamingBatches:
 
 
 def _as_dataset(data: Any) -> Dataset:
+    if in_memory(data) or (isinstance(data, Mapping) and all(isinstance(t, torch.Tensor) for t in data.values())):
+        return _Columns(data)
     if isinstance(data, Dataset):
         return data
-    if isinstance(data, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in data):
-        return TensorDataset(*data)
-    if isinstance(data, Mapping):
-        return _DictDataset(dict(data))
     raise LandscapeError(f"data must be a Dataset, a DataLoader, a tuple (inputs..., targets) or a dict of "
                          f"tensors, not {type(data).__name__}")
 
 
-class _DictDataset(Dataset):
-    def __init__(self, cols: dict):
-        self.cols = cols
+class _Columns(Dataset):
+    """Tensors already in memory, served a batch at a time: a slice (a view) for consecutive
+    indices, one gather otherwise, so streaming them costs what resident batches cost."""
+
+    def __init__(self, data: Any):
+        self.cols = dict(data) if isinstance(data, Mapping) else tuple(data.tensors if isinstance(data, TensorDataset)
+                                                                       else data)
 
     def __len__(self) -> int:
-        return len(next(iter(self.cols.values())))
+        return len(next(iter(self.cols.values())) if isinstance(self.cols, dict) else self.cols[0])
 
-    def __getitem__(self, i: int) -> dict:
-        return {k: v[i] for k, v in self.cols.items()}
+    def __getitem__(self, i: int) -> Any:
+        return _map(lambda t: t[i], self.cols)
+
+    def __getitems__(self, indices: list) -> Any:
+        lo = indices[0]
+        if indices == list(range(lo, lo + len(indices))):
+            return _map(lambda t: t[lo:lo + len(indices)], self.cols)
+        idx = torch.as_tensor(indices)
+        return _map(lambda t: t[idx], self.cols)
+
+
+def _whole(batch: Any) -> Any:
+    """The collate function of datasets that fetch whole batches (``__getitems__``)."""
+    return batch
 
 
 def _target_column(data: Any) -> torch.Tensor | None:
@@ -340,6 +355,6 @@ def example_inputs(data: Any, n: int = 2, target_key: str | None = None) -> Inpu
     if in_memory(data) or isinstance(data, Mapping):
         inputs, _ = columns(data, target_key)
         return _map(lambda t: t[:n], inputs)
-    dataset = data.dataset if isinstance(data, DataLoader) else data
-    collate = data.collate_fn if isinstance(data, DataLoader) else default_collate
-    return split_batch(collate([dataset[i] for i in range(min(n, len(dataset)))]), target_key)[0]
+    if isinstance(data, DataLoader):  # one batch, as the loader makes it
+        return _map(lambda t: t[:n], split_batch(next(iter(data)), target_key)[0])
+    return split_batch(default_collate([data[i] for i in range(min(n, len(data)))]), target_key)[0]

@@ -266,9 +266,9 @@ def _cached(kind: str, model: nn.Module, inputs: torch.Tensor, compute: Callable
     the batch size and layout, and a fresh measurement could pick another one.
     """
     import json
-    import os
 
     from .data import cache_dir
+    from .jsonfile import write_json_atomic
 
     spec = getattr(model, "landscape_spec", {"name": type(model).__name__, "args": {}})
     key = json.dumps([kind, spec.get("name"), spec.get("args"), list(inputs.shape[1:]), inputs.device.type],
@@ -280,10 +280,7 @@ def _cached(kind: str, model: nn.Module, inputs: torch.Tensor, compute: Callable
         table = {}
     if key not in table:
         table[key] = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(table, indent=1))
-        os.replace(tmp, path)
+        write_json_atomic(path, table)
     return table[key]
 
 
