@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -23,6 +24,8 @@ import torch
 from torch import nn
 
 from . import __version__
+from .bnstats import DEFAULT_SAMPLES as DEFAULT_BN_SAMPLES
+from .bnstats import StatsRecompute, negative_variance_warning, resolve_bn_stats, without_stats
 from .data import DataSpec, as_tensors, subset_indices
 from .directions import directions_fingerprint
 from .errors import LandscapeError
@@ -250,7 +253,7 @@ class SurfaceStore(MemoryStore):
 
 
 # Settings recorded only since a later version, as files written before then were computed.
-_BEFORE_RECORDED = {"fold_bn": 0}
+_BEFORE_RECORDED = {"fold_bn": 0, "bn_stats": "interpolate"}
 
 
 def _short(value: Any, n: int = 60) -> str:
@@ -326,7 +329,8 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
                     device: str | torch.device | None = None, kind: str = "weights", samples: int | None = None,
                     subset_seed: int = 0, rtol: float | None = None, min_samples: int = 512,
                     precision: str = "fp32", layout: str = "contiguous", extra: Sequence[PointFn] = (),
-                    fold_bn: bool | str = "auto", progress: bool = True,
+                    fold_bn: bool | str = "auto", bn_stats: str = "auto", bn_data: DataSpec | None = None,
+                    bn_samples: int | None = DEFAULT_BN_SAMPLES, bn_seed: int = 0, progress: bool = True,
                     attrs: Mapping[str, Any] | None = None, comm: Any = "auto",
                     flush_seconds: float = 5.0) -> Surface:
     """Evaluate loss and accuracy at ``w0 + x_i dx (+ y_j dy)`` for every grid point.
@@ -346,6 +350,13 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     saying why not, ``False`` never; values differ from unfolded ones by float rounding. The
     number of folded pairs is stored (``fold_bn``) and must match on resume. ``extra`` callables
     always get the model itself.
+
+    ``bn_stats`` says what BatchNorm running statistics are at each point (`landscape.bnstats`):
+    ``recompute`` re-estimates them from ``bn_samples`` samples of ``bn_data`` (default: the
+    ``train`` split, all of it) drawn by ``bn_seed``; ``interpolate`` moves them with the
+    directions (warning where a variance goes below zero); ``keep`` leaves the model's own.
+    ``auto`` recomputes where a direction moves them. Recomputed statistics feed the BatchNorm
+    fold, and the mode is part of the file's fingerprint.
     """
     from .evaluation import AdaptiveEvaluator, channels_last_model, resolve_device
     from .parallel import get_comm, rank_of, run_points
@@ -361,7 +372,16 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     if comm is not None:  # identical directions on every rank, whatever each rank was given
         directions = comm.bcast(directions if writer else None, root=0)
 
-    splits = {split: _subset(*as_tensors(d), samples, subset_seed) for split, d in _as_splits(data, test_data).items()}
+    raw_splits = _as_splits(data, test_data)
+    splits = {split: _subset(*as_tensors(d), samples, subset_seed) for split, d in raw_splits.items()}
+    bn_mode = resolve_bn_stats(bn_stats, model, directions)
+    recompute = None
+    if bn_mode == "recompute":
+        if bn_data is None and "train" not in raw_splits:
+            raise LandscapeError("bn_stats='recompute' needs training data to estimate BatchNorm statistics: "
+                                 "pass a 'train' split or bn_data")
+        recompute = StatsRecompute(model, raw_splits["train"] if bn_data is None else bn_data, samples=bn_samples,
+                                   seed=bn_seed, device=resolve_device(device, model))
     example = next(iter(splits.values()))[0][:2].to(resolve_device(None, model))
     twin = _folded_twin(model, fold_bn, example)  # built in the model's layout; sync() follows a layout change
     evaluated = model if twin is None else twin
@@ -385,6 +405,7 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
         "samples": samples if samples else "all", "subsets": {s: subset_hash(i) for s, i in subsets.items()},
         "n_samples": {s: ev.n for s, ev in evaluators.items()}, "loss": loss_name(loss),
         "precision": precision, "rtol": rtol if rtol else "none", "fold_bn": 0 if twin is None else twin.n_folded,
+        "bn_stats": bn_mode, **(recompute.fingerprint if recompute is not None else {}),
     }
     for f in extra:  # an extra measure's own settings (e.g. Lanczos tolerance) must match on resume too
         fingerprint.update(getattr(f, "fingerprint", None) or {})
@@ -408,16 +429,24 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
         todo = comm.bcast(todo, root=0)
 
     with channels_last_model(model, layout == "channels_last"):
+        if recompute is not None:
+            recompute()
         if twin is not None:
             twin.sync()
         if rtol:
             for ev in evaluators.values():  # per-sample losses at the centre: the control variate
                 ev.set_control()
-        shifter = WeightShifter(model, directions, kind)
+        shifter = WeightShifter(model, directions if bn_mode == "interpolate" else without_stats(directions), kind)
         grid = Surface(x, y, {}, np.zeros(0, bool))
+        warned = []
 
         def point(p: int) -> dict[str, float]:
             shifter.set(grid.coords(p))
+            if recompute is not None:
+                recompute()
+            elif shifter.n_negative and not warned:
+                warned.append(p)
+                warnings.warn(negative_variance_warning(grid.coords(p), shifter.n_negative), stacklevel=2)
             if twin is not None:
                 twin.sync()
             values: dict[str, float] = {}
@@ -439,6 +468,8 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
         finally:
             bar.close()
             shifter.restore()
+            if recompute is not None:
+                recompute.restore()
             if store is not None:
                 store.close()
     result = store.surface() if writer else None
