@@ -15,6 +15,7 @@ from .data import get_dataset
 from .directions import (interpolation_direction, load_directions, orthogonal_to, plane_directions,
                          random_directions, save_directions)
 from .errors import LandscapeError
+from .imports import default_loss
 from .surface import Surface, compute_surface, subset_hash
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class SurfaceJob:
     orthogonalize: bool = False
     dir_file: str | None = None
     samples: int | None = None
-    loss: str = "crossentropy"
+    loss: str | None = None  # None: the checkpoint's own (landscape.imports.default_loss)
     batch_size: int | None = None
     device: str | None = None
     rtol: float | None = None
@@ -216,6 +217,7 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     configure_threads(comm, job.threads)
     device = rank_device(comm, job.device)
     base = load_job_checkpoint(job.ckpt, job, device)
+    job.loss = default_loss(job.loss, base.meta)
     directions, dir_attrs = job_directions(job, base)
     kind = dir_attrs.get("kind") or dir_attrs.get("dir_kind") or job.kind or "weights"
     name, splits = job_data(job, base)

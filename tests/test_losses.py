@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from landscape.losses import batch_totals, correct_count
+from landscape.losses import IGNORE_INDEX, batch_totals, correct_count, count_targets, get_loss
 
 
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
@@ -36,3 +36,44 @@ def test_other_losses_and_targets_take_the_generic_path():
     assert torch.isnan(correct)
     custom = batch_totals(lambda o, t: (o.sum(1) - t.float()).abs().mean())
     assert torch.allclose(custom(out, y)[0], (out.sum(1) - y.float()).abs().sum())
+
+
+def _token_batch(seed=2, b=3, t=7, v=5):
+    g = torch.Generator().manual_seed(seed)
+    out = torch.randn(b, t, v, generator=g, dtype=torch.float64)
+    y = torch.randint(0, v, (b, t), generator=g)
+    y[0, 4:] = IGNORE_INDEX  # padding at the end of the first sequence
+    y[2, :2] = IGNORE_INDEX
+    return out, y
+
+
+def test_token_cross_entropy_is_the_mean_over_counted_tokens():
+    out, y = _token_batch()
+    counted = [(b, t) for b in range(y.shape[0]) for t in range(y.shape[1]) if y[b, t] != IGNORE_INDEX]
+    direct = sum(-torch.log_softmax(out[b, t], 0)[y[b, t]] for b, t in counted) / len(counted)
+    assert count_targets(y) == len(counted) == 21 - 3 - 2
+    assert torch.allclose(get_loss("crossentropy")(out, y), direct, rtol=1e-12, atol=0)
+    loss_sum, correct = batch_totals("crossentropy")(out, y)
+    assert torch.allclose(loss_sum, direct * len(counted), rtol=1e-12, atol=0)
+    assert int(correct) == sum(int(out[b, t].argmax() == y[b, t]) for b, t in counted)
+
+
+def test_batches_are_weighted_by_counted_tokens_not_sequences():
+    """Two batches with different padding: the count-weighted mean equals the mean over all tokens."""
+    out, y = _token_batch(seed=3, b=4)
+    ce = get_loss("crossentropy")
+    parts = [(out[:1], y[:1]), (out[1:], y[1:])]
+    weighted = sum(ce(o, t) * count_targets(t) for o, t in parts) / sum(count_targets(t) for _, t in parts)
+    assert torch.allclose(weighted, ce(out, y), rtol=1e-12, atol=0)
+    empty = torch.full((1, 7), IGNORE_INDEX)
+    assert count_targets(empty) == 0 and float(ce(out[:1], empty)) == 0.0  # weight 0, loss 0, not NaN
+
+
+def test_ignored_class_targets_do_not_count():
+    g = torch.Generator().manual_seed(4)
+    out = torch.randn(20, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (20,), generator=g)
+    y[::4] = IGNORE_INDEX
+    assert count_targets(y) == 15 and count_targets(torch.randn(6, 2)) == 6
+    loss_sum, _ = batch_totals("crossentropy")(out, y)
+    assert torch.allclose(loss_sum, F.cross_entropy(out, y, reduction="sum"), rtol=1e-12, atol=0)
