@@ -423,6 +423,7 @@ class Report:
     band_floor: float = BAND_FLOOR
     n_boot: int = N_BOOT
     ci_level: float = CI_LEVEL
+    tracks: dict[str, dict] = field(default_factory=dict)  # run -> its track.json (landscape track), where it has one
 
     COLUMNS = ("train_error", "test_error", "error_gap", "loss_gap")
 
@@ -496,7 +497,26 @@ class Report:
             "loss_band": {k: v for k, v in band.items() if k != "in_band"},
             "outside_loss_band": [r["run"] for r in self.runs if not r["in_loss_band"]],
             "excluded": [r["run"] for r in self.excluded],
+            "tracks": self.track_summary(),
         }
+
+    def track_summary(self) -> dict[str, dict]:
+        """Per tracked run: lambda_max at the end and at its peak against the edges, and the last B_simple."""
+        from .track import edge_lines
+
+        out = {}
+        for run, t in self.tracks.items():
+            pts = t.get("points") or []
+            if not pts:
+                continue
+            meta = t.get("run", {})
+            out[run] = {"batch_size": meta.get("batch_size"), "lr": meta.get("lr"), "momentum": meta.get("momentum"),
+                        "steps": [p["step"] for p in pts][-1], "lambda_max_final": pts[-1]["lambda_max"],
+                        "lambda_max_peak": max(p["lambda_max"] for p in pts), "b_simple_final": pts[-1]["b_simple"],
+                        "b_simple_final_se": pts[-1]["b_simple_se"], "hvps_saved": t.get("hvps_saved"),
+                        **({"edges": edge_lines(float(meta["lr"]), float(meta.get("momentum") or 0.0))}
+                           if meta.get("lr") else {})}
+        return out
 
     # ----- output
     def _header(self, column: str) -> str:
@@ -610,6 +630,14 @@ class Report:
         os.replace(tmp, md)
         paths["markdown"] = md
         paths["json"] = write_json_atomic(out / "report.json", self.to_dict())
+        if self.tracks:  # lambda_max over training for every tracked run on one axis, against its 2/lr
+            from .track import draw_track
+
+            order = sorted(self.tracks, key=lambda r: (self.tracks[r].get("run", {}).get("batch_size") or 0, r))
+            labelled = [(f"{r} (batch {self.tracks[r].get('run', {}).get('batch_size')})", self.tracks[r])
+                        for r in order]
+            paths["tracks"] = draw_track(labelled, out / "report_tracks",
+                                         title="curvature and gradient noise over training (landscape track)")[0]
         return paths
 
 
@@ -633,5 +661,8 @@ def build_report(runs_dir: str | os.PathLike, measures: Sequence[str | Measure] 
             rows.append(row)
     if not rows:
         raise LandscapeError(f"every run under {str(runs_dir)!r} diverged; nothing to report")
+    from .track import TRACK_FILE
+
+    tracks = {r["run"]: read_json(Path(r["path"]).parent / TRACK_FILE) for r in rows}
     return Report(runs=rows, measures=[m.name for m in resolved], excluded=excluded,
-                  units={m.name: m.unit for m in resolved})
+                  units={m.name: m.unit for m in resolved}, tracks={k: v for k, v in tracks.items() if v})

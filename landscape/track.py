@@ -315,14 +315,18 @@ def draw_track(track: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, Any]]
         ok = np.isfinite(b) & (b > 0)
         axes[2].errorbar(steps_plot[ok], b[ok], yerr=np.where(np.isfinite(bse[ok]), bse[ok], 0), fmt="o-", ms=3,
                          capsize=2, color=color, label=label or None)
+    from .figures.common import plain_log_ticks
+
     for ax, ylabel in zip(axes, (r"top Hessian eigenvalue $\lambda_{max}$", r"Hessian trace (Hutchinson $\pm$ SE)",
                                  r"noise scale $B_{simple}=tr(\Sigma)/|G|^2$ $\pm$ SE")):
         ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis)
         ax.set_xlabel("step (step 0 drawn at 1)")
         ax.set_ylabel(ylabel)
         ax.grid(True, color="0.92")
-    axes[0].set_yscale("log")
-    axes[2].set_yscale("log")
+    for ax in (axes[0], axes[2]):
+        ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
     axes[0].legend(fontsize=7, frameon=False)
     if len(runs) > 1:
         axes[2].legend(fontsize=7, frameon=False)

@@ -211,3 +211,24 @@ def test_report_says_when_too_few_runs_flags_the_loss_band_and_has_units(runs_di
 
     assert [m.name for m in resolve_measures("pacbayes")] == ["pacbayes_flatness"]  # the old name still works
     assert resolve_measures("keskar")[0].unit == "%"
+
+
+def test_tracked_runs_appear_in_the_report_with_their_edges(runs_dir, tmp_path):
+    from landscape.jsonfile import write_json_atomic
+
+    points = [{"step": s, "lambda_max": lam, "trace": 3.0, "trace_se": 0.1, "b_simple": b, "b_simple_se": 1.0,
+               "lambda_max_hvps": 9} for s, lam, b in ((0, 1.0, 10.0), (10, 5.0, 20.0), (20, 4.0, 30.0))]
+    write_json_atomic(runs_dir / "bs32_s0" / "track.json",
+                      {"format": "landscape-track", "settings": {"samples": 64}, "hvps_saved": 7,
+                       "run": {"lr": 0.1, "momentum": 0.9, "batch_size": 32}, "points": points})
+    try:
+        report = build_report(runs_dir, ["weight_norm"], progress=False)
+        summary = report.to_dict()["tracks"]
+        assert list(summary) == ["bs32_s0"]
+        t = summary["bs32_s0"]
+        assert (t["lambda_max_final"], t["lambda_max_peak"], t["b_simple_final"], t["hvps_saved"]) == (4.0, 5.0, 30.0, 7)
+        assert t["edges"] == pytest.approx({"2/lr": 20.0, "2(1+β)/lr": 38.0})
+        paths = report.save(tmp_path)
+        assert paths["tracks"].exists()
+    finally:
+        (runs_dir / "bs32_s0" / "track.json").unlink()
