@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .errors import LandscapeError
+from .filewrite import save_h5_atomic
 from .params import Direction, dot, weight_tensors
 
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
@@ -133,22 +134,17 @@ _GROUPS = ("xdirection", "ydirection")
 def save_directions(path: str | os.PathLike, directions: Sequence[Mapping[str, torch.Tensor]],
                     attrs: Mapping | None = None) -> Path:
     """Direction h5: one group per direction, one dataset per tensor named by the tensor's name."""
-    import h5py
-
     if not 1 <= len(directions) <= 2:
         raise LandscapeError(f"a direction file holds 1 or 2 directions, got {len(directions)}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with h5py.File(tmp, "w") as f:
+    def fill(f) -> None:
         for group, d in zip(_GROUPS, directions):
             g = f.create_group(group)
             for name, t in d.items():
                 g.create_dataset(name, data=t.detach().cpu().numpy())
         for key, value in (attrs or {}).items():
             f.attrs[key] = "none" if value is None else value
-    os.replace(tmp, path)
-    return path
+
+    return save_h5_atomic(path, fill)  # whole or not at all; a full disk is one line
 
 
 def load_directions(path: str | os.PathLike, model: nn.Module | None = None,

@@ -16,7 +16,7 @@ from .directions import (interpolation_direction, load_directions, orthogonal_to
                          random_directions, save_directions)
 from .errors import LandscapeError
 from .imports import default_loss
-from .surface import Surface, compute_surface, subset_hash
+from .surface import Surface, compute_surface, read_surface_file, subset_hash
 
 if TYPE_CHECKING:
     from .hessian.extremes import EigenExtremes
@@ -79,17 +79,18 @@ def load_job_checkpoint(path: str, job: SurfaceJob, device: str = "cpu") -> Chec
 
 
 def _existing_attr(path: Path, name: str):
-    """A resumed surface keeps the batch size, layout and BN folding it was started with (sums stay bit-identical)."""
+    """A resumed surface keeps the batch size, layout and BN folding it was started with (sums stay bit-identical).
+
+    None when there is no file or it is no landscape surface (`compute_surface` refuses those
+    with the reason, before anything is written).
+    """
     if not path.exists():
         return None
-    import h5py
-
     try:
-        with h5py.File(path, "r") as f:
-            value = f.attrs.get(name)
-    except (OSError, ValueError):
+        attrs = read_surface_file(path, "")[-1]
+    except LandscapeError:
         return None
-    return value.decode() if isinstance(value, bytes) else (value.item() if hasattr(value, "item") else value)
+    return attrs.get(name) if attrs.get("format") == "landscape-surface" else None
 
 
 def job_directions(job: SurfaceJob, base: Checkpoint) -> tuple[list[dict], dict]:
@@ -136,6 +137,7 @@ class EigMeasure:
     def __init__(self, extremes: EigenExtremes, fingerprint: Mapping[str, Any]):
         self.extremes = extremes
         self.fingerprint = dict(fingerprint)
+        self.names = (*extremes.names, "eig_converged")
 
     def __call__(self, model) -> dict[str, float]:
         before = self.extremes.n_unconverged
@@ -233,13 +235,10 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     if job.eig:
         extra = [*extra, job_eig_measure(job, name, splits, device)]
     if rank_of(comm) == 0:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_directions(out.parent / f"{out.stem}_directions.h5", directions,
-                        {**dir_attrs, "checkpoint_sha256": base.sha256, "checkpoint": str(job.ckpt)})
         batch_size = batch_size or _existing_attr(out, "batch_size")
         layout = layout or _existing_attr(out, "layout")
         if fold_bn == "auto" and _existing_attr(out, "format") == "landscape-surface":  # resume as it was made
-            fold_bn = "on" if (_existing_attr(out, "fold_bn") or 0) > 0 else "off"
+            fold_bn = "on" if _existing_attr(out, "fold_bn") not in (None, 0, "0", "none") else "off"
         if not batch_size or not layout:
             from .data import as_tensors
             from .evaluation import cached_batch_size, cached_layout
@@ -258,4 +257,7 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
                            layout=str(layout), fold_bn=fold_bn, bn_stats=bn_stats, bn_data=bn_data,
                            bn_samples=job.bn_samples,
                            rtol=job.rtol, min_samples=job.min_samples, precision=job.precision, extra=extra,
-                           progress=job.progress, attrs=attrs, comm=comm)
+                           progress=job.progress, attrs=attrs, comm=comm,
+                           before_write=lambda: save_directions(  # once the surface accepted this run
+                               out.parent / f"{out.stem}_directions.h5", directions,
+                               {**dir_attrs, "checkpoint_sha256": base.sha256, "checkpoint": str(job.ckpt)}))
