@@ -121,7 +121,8 @@ def test_curvature_recipes_at_a_tiny_scale(tmp_path):
     from landscape.figures.scales import TrackingSettings
 
     tiny = replace(TINY, tracking=TrackingSettings(batch_sizes=(32, 128), lr=0.3, steps=20, track_every=10,
-                                                   seeds=(0,), samples=64, n_probes=2))
+                                                   seeds=(0,), samples=64, n_probes=2,
+                                                   tuned_lrs={32: 0.3, 64: 0.3, 128: 0.3}))
     out, cache = tmp_path / "figures", tmp_path / "cache"
     res = make_figures(["edge_of_stability", "critical_batch"], tiny, out, cache=cache, progress=False)
     edge, crit = res["edge_of_stability"], res["critical_batch"]
@@ -129,6 +130,8 @@ def test_curvature_recipes_at_a_tiny_scale(tmp_path):
     assert edge.numbers["edges"] == pytest.approx({"2/lr": 2 / 0.3, "2(1+β)/lr": 2 * 1.9 / 0.3})
     assert set(crit.numbers) >= {"measured_b_crit", "measured_b_crit_ci95", "predicted_b_simple",
                                  "predicted_b_simple_ci95"}
+    tuned = sorted((cache / "tuned").iterdir())  # one run per tuned (batch, lr, seed), stopped at the target
+    assert [p.name for p in tuned] == ["bs128_lr0.3_s0", "bs32_lr0.3_s0", "bs64_lr0.3_s0"]
     from landscape.jsonfile import read_json
 
     for bs in (32, 128):

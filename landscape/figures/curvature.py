@@ -93,8 +93,9 @@ def b_simple_at_target(run: dict, target: float) -> tuple[int, float, float] | N
     if hit is None:
         return None
     for p in run["track"]["points"]:
-        if p["step"] >= hit[0]:
-            return int(p["step"]), float(p["b_simple"]), float(p["b_simple_se"])
+        if p["step"] >= hit[0]:  # (JSON holds an infinite B_simple or an undefined SE as null)
+            return (int(p["step"]), math.inf if p["b_simple"] is None else float(p["b_simple"]),
+                    math.nan if p["b_simple_se"] is None else float(p["b_simple_se"]))
     return None
 
 
