@@ -137,3 +137,11 @@ def test_track_run_warm_equals_cold_resumes_and_draws(tmp_path, digits):
         track_run(run, **{**common, "n_probes": 6})
     paths = draw_track(again.to_dict(), tmp_path / "track")
     assert paths[0].exists() and paths[0].stat().st_size > 10_000
+
+
+def test_cli_refuses_tracking_options_without_track_every(capsys):
+    from landscape.cli import main
+
+    assert main(["train", "--out", "unused", "--track-probes", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "--track-probes applies only with --track-every N" in err and len(err.strip().splitlines()) == 1

@@ -11,15 +11,18 @@ DESCRIPTION = (HELP + ". Reads RUN_DIR/snapshots/*.pt and RUN_DIR/model.pt in st
                "previous snapshot's top eigenvector. B_simple uses per-sample gradients of the subset.")
 
 
+_DEFAULTS = {"track_samples": 1024, "track_tol": 1e-3, "track_max_iter": 200, "track_probes": 30, "cold_check": False}
+
+
 def add_tracking_arguments(p: argparse.ArgumentParser) -> None:
     """The measurement options shared by ``track`` and ``train --track-every``."""
-    p.add_argument("--track-samples", type=positive_int, default=1024, metavar="N",
+    p.add_argument("--track-samples", type=positive_int, default=_DEFAULTS["track_samples"], metavar="N",
                    help="fixed random subset of N training samples every measurement uses (all if fewer)")
-    p.add_argument("--track-tol", type=positive_float, default=1e-3, metavar="TOL",
+    p.add_argument("--track-tol", type=positive_float, default=_DEFAULTS["track_tol"], metavar="TOL",
                    help="relative accuracy asked of lambda_max")
-    p.add_argument("--track-max-iter", type=positive_int, default=200, metavar="N",
+    p.add_argument("--track-max-iter", type=positive_int, default=_DEFAULTS["track_max_iter"], metavar="N",
                    help="most Hessian-vector products per lambda_max")
-    p.add_argument("--track-probes", type=positive_int, default=30, metavar="N",
+    p.add_argument("--track-probes", type=positive_int, default=_DEFAULTS["track_probes"], metavar="N",
                    help="Hutchinson probes for the trace (at least 2)")
     p.add_argument("--cold-check", action="store_true",
                    help="also run Lanczos from a random start at every point: the products the warm start saved")
@@ -32,6 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda (default: cpu)")
     p.add_argument("--format", nargs="+", default=["png"], choices=["png", "pdf"])
     p.add_argument("--no-progress", action="store_true")
+
+
+def tracking_options_given(args: argparse.Namespace) -> list[str]:
+    """The tracking flags set to something other than their default (train refuses them without --track-every)."""
+    return [f"--{k.replace('_', '-')}" for k, v in _DEFAULTS.items() if getattr(args, k) != v]
 
 
 def tracker_options(args: argparse.Namespace) -> dict:

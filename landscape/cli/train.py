@@ -58,6 +58,13 @@ def _milestones(text: str) -> tuple[float, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .track import tracking_options_given
+
+    given = tracking_options_given(args)
+    if given and not args.track_every:
+        from ..errors import LandscapeError
+
+        raise LandscapeError(f"{given[0]} applies only with --track-every N; add it (or use landscape track RUN_DIR)")
     import torch
 
     from ..data import train_test

@@ -142,12 +142,16 @@ def make_critical(ctx) -> FigureResult:
     steps = np.array([r.steps for r in rows], dtype=float)
     fit = fit_scaling(b, steps)
     per_seed = {r.batch_size: [math.inf if v is None else float(v) for v in r.per_seed.values()] for r in rows}
-    boot = bootstrap_b_crit(per_seed)
+    boot = bootstrap_b_crit(per_seed, n_boot=400)
     measured_ci = [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))] if len(boot) > 10 else [math.nan] * 2
 
     runs = _tracked(ctx)
     at_target = {bs: [b_simple_at_target(r, s.target_error) for r in members] for bs, members in runs.items()}
     values = np.array([v[1] for hits in at_target.values() for v in hits if v is not None and math.isfinite(v[1])])
+    n_runs = sum(len(h) for h in at_target.values())
+    reached = {str(bs): sum(h is not None for h in hits) for bs, hits in at_target.items()}
+    # |G|^2 below what the subset resolves: B_simple beyond the subset size, left out of the median
+    unresolved = {str(bs): sum(h is not None and not math.isfinite(h[1]) for h in hits) for bs, hits in at_target.items()}
     predicted = float(np.median(values)) if len(values) else math.nan
     rng = np.random.default_rng(0)
     pboot = np.array([np.median(values[rng.integers(0, len(values), len(values))]) for _ in range(N_BOOT)]) \
@@ -165,7 +169,8 @@ def make_critical(ctx) -> FigureResult:
     bb = np.geomspace(b.min() / 1.5, b.max() * 1.5, 100)
     ax.plot(bb, fit.predict(bb), ":", color="C0", lw=1.3, label=r"fit $S_{min}(1 + B_{crit}/B)$")
     for value, ci, color, label in ((fit.b_crit, measured_ci, "C0", "measured end of perfect scaling $B_{crit}$"),
-                                    (predicted, predicted_ci, "C3", r"predicted: $B_{simple}$ at the target")):
+                                    (predicted, predicted_ci, "C3", rf"predicted: $B_{{simple}}$ at the target "
+                                                                    f"({len(values)} of {n_runs} runs)")):
         if math.isfinite(value):
             ax.axvline(value, color=color, lw=1.5, label=f"{label} = {value:.0f} [{ci[0]:.0f}, {ci[1]:.0f}]")
             if all(math.isfinite(c) for c in ci):
@@ -175,15 +180,16 @@ def make_critical(ctx) -> FigureResult:
     for k, (bs, members) in enumerate(runs.items()):
         for j, run in enumerate(members):
             st, bv = _series(run, "b_simple")
-            ok = np.isfinite(bv) & (bv > 0)
-            ax2.plot(np.maximum(st[ok], 1), bv[ok], "-", color=f"C{k}", lw=1, alpha=0.7,
+            ok = np.isfinite(bv) & (bv > 0)  # gaps where |G|^2 was below what the subset resolves
+            ax2.plot(np.maximum(st, 1), np.where(ok, bv, np.nan), ".-", ms=3, color=f"C{k}", lw=1, alpha=0.7,
                      label=f"batch {bs}" if j == 0 else None)
             hit = at_target[bs][j]
             if hit is not None:
                 ax2.errorbar([max(hit[0], 1)], [hit[1]], yerr=[[min(hit[2], hit[1] * 0.99)], [hit[2]]], fmt="o",
                              color=f"C{k}", ms=5, capsize=2)
     _log_axes(ax2, "optimizer step (step 0 drawn at 1)", r"$B_{simple} = tr(\Sigma)/|G|^2$ (per-sample gradients)")
-    ax2.set_title(f"noise scale over training at lr {t.lr:g} (dots: first step below the target, ± SE)", fontsize=10)
+    ax2.set_title(f"noise scale over training at lr {t.lr:g} (big dots: first step below the target, ± SE;\n"
+                  "gaps: |G|² below what the subset resolves)", fontsize=10)
     numbers = {
         "target_error": s.target_error,
         "measured_b_crit": fit.b_crit, "measured_b_crit_ci95": measured_ci, "measured_fit_s_min": fit.s_min,
@@ -193,6 +199,8 @@ def make_critical(ctx) -> FigureResult:
                           "interval: bootstrap over runs",
         "b_simple_at_target": {str(bs): [None if h is None else {"step": h[0], "b_simple": h[1], "se": h[2]}
                                          for h in hits] for bs, hits in at_target.items()},
+        "runs_reaching_target": reached, "runs_with_unresolved_b_simple": unresolved, "tracked_steps": t.steps,
+        "tracked_lr": t.lr,
         "gradient_variance": "per-sample", "samples": t.samples,
         "steps_to_result_runs": ("one run per batch size and seed at the tuned learning rate, stopped at the target: "
                                  f"{dict(tuned)}") if tuned else "the steps-to-result grid",
@@ -202,6 +210,10 @@ def make_critical(ctx) -> FigureResult:
         predicted_ci[0] <= measured_ci[1] and measured_ci[0] <= predicted_ci[1]
     findings = [f"measured end of perfect scaling B_crit = {fit.b_crit:.0f} (95% bootstrap over seeds "
                 f"{measured_ci[0]:.0f}-{measured_ci[1]:.0f}); predicted B_simple at the target = {predicted:.0f} "
-                f"({predicted_ci[0]:.0f}-{predicted_ci[1]:.0f}); ratio {ratio:.2g}, intervals "
-                f"{'overlap' if agree else 'do not overlap'}"]
+                f"({predicted_ci[0]:.0f}-{predicted_ci[1]:.0f}) from {len(values)} of {n_runs} tracked runs; runs "
+                f"reaching the target within {t.steps} steps at lr {t.lr:g}: "
+                + ", ".join(f"batch {bs}: {k}" for bs, k in reached.items())
+                + f", of which B_simple exceeded what {t.samples} samples resolve (|G|^2 estimate <= 0): "
+                + ", ".join(f"batch {bs}: {k}" for bs, k in unresolved.items())
+                + f"; ratio {ratio:.2g}, intervals {'overlap' if agree else 'do not overlap'}"]
     return FigureResult(paths=ctx.save(fig, "critical_batch"), numbers=numbers, findings=findings)
