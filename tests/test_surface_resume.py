@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import signal
+import time
 
 import h5py
 import numpy as np
@@ -40,7 +41,7 @@ def _in_child(fn, stop_after=None, pause=None):
                         os.kill(os.getpid(), signal.SIGKILL)
                     (pause / "paused").touch()
                     while not (pause / "go").exists():
-                        signal.sigtimedwait([], 0.02) if hasattr(signal, "sigtimedwait") else None
+                        time.sleep(0.02)
             SurfaceStore.record = stop
             code = fn()
             os._exit(code if isinstance(code, int) else 0)
@@ -101,9 +102,11 @@ def test_journal_lines_over_finished_points_and_unknown_names_are_not_folded(tmp
              {"p": 0, "v": {"train_loss": 123.0, "train_acc": 0.0}},  # over a finished point
              {"p": 1, "v": {"train_loss": 7.0, "train_acc": 0.0, "bogus": 1.0}}]  # a name no point has
     out.with_name("s.h5.journal").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    read = load_surface(out)
+    read = load_surface(out)  # what render reads
     assert read["train_loss"].flat[0] == reference["train_loss"].flat[0] and not read.done.flat[1]
     assert "bogus" not in read and "dropped 1 damaged line" in capfd.readouterr().err
+    assert main(["render", str(out), "--kinds", "contour", "--out", str(tmp_path / "figs")]) == 0
+    assert "dropped 1 damaged line" in capfd.readouterr().err
     resumed = _surface(convnet, dirs, train, out)
     assert "dropped 1 damaged line" in capfd.readouterr().err
     _same(resumed, reference)
@@ -146,7 +149,7 @@ def test_second_writer_refused_first_identical_to_single_run(tmp_path, trained_c
     try:
         while not (tmp_path / "paused").exists():
             assert os.waitpid(pid, os.WNOHANG) == (0, 0), "the first writer died"
-            signal.sigtimedwait([], 0.02)
+            time.sleep(0.02)
         before = _hashes(tmp_path)
         capsys.readouterr()
         assert _cli(tmp_path, trained_ckpt) == 2
@@ -265,7 +268,7 @@ def test_real_full_disk_stops_keeps_points_and_resumes_identically(small_disk, t
     try:
         while not (tmp_path / "paused").exists():
             assert os.waitpid(pid, os.WNOHANG) == (0, 0), "the run died early"
-            signal.sigtimedwait([], 0.02)
+            time.sleep(0.02)
         _fill(small_disk / "filler")
     finally:
         (tmp_path / "go").touch()
