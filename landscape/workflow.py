@@ -48,7 +48,7 @@ class SurfaceJob:
     device: str | None = None
     rtol: float | None = None
     min_samples: int = 512
-    precision: str = "fp32"
+    precision: str | None = None  # fp32 | tf32 | bf16; None: the resumed file's, else fp32
     layout: str = "auto"
     fold_bn: str = "auto"  # auto | on | off: evaluate with BatchNorm folded into the convs (landscape.fusion)
     threads: int | None = None
@@ -251,7 +251,8 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     return compute_surface(base.model, directions, splits, job.x, job.y, out, loss=job.loss,
                            batch_size=int(batch_size), device=device, kind=kind, samples=job.samples,
                            layout=str(layout), fold_bn=fold_bn,
-                           rtol=job.rtol, min_samples=job.min_samples, precision=job.precision, extra=extra,
+                           rtol=job.rtol, min_samples=job.min_samples, extra=extra,
+                           precision=job.precision or had.get("precision") or "fp32",
                            progress=job.progress, attrs=attrs, comm=comm,
                            before_write=lambda: save_directions(  # once the surface accepted this run
                                out.parent / f"{out.stem}_directions.h5", directions,

@@ -134,7 +134,8 @@ def test_refused_reruns_leave_every_file_byte_identical(tmp_path, trained_ckpt, 
     capsys.readouterr()
     other_layout = "channels_last" if reference.attrs["layout"] == "contiguous" else "contiguous"
     for extra, says in [(["--seed", "1"], "directions="), (["--batch-size", "7"], "leave out --batch-size"),
-                        (["--layout", other_layout], "leave out --layout"), (["--samples", "99"], "samples=")]:
+                        (["--layout", other_layout], "leave out --layout"), (["--samples", "99"], "samples="),
+                        (["--precision", "bf16"], "leave out --precision")]:
         assert _cli(tmp_path, trained_ckpt, *extra) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and says in err[0], err
@@ -161,6 +162,20 @@ def test_second_writer_refused_first_identical_to_single_run(tmp_path, trained_c
     assert _wait(pid) == 0
     _same(load_surface(tmp_path / "random_2d.h5"), reference)
     assert not (tmp_path / "random_2d.h5.lock").exists()
+
+
+def test_unspecified_precision_resumes_as_the_file_was_made(tmp_path, trained_ckpt):
+    def run(*extra):
+        return main(["surface", "--ckpt", str(trained_ckpt), "--x", "-1:1:4", "--samples", "50", "--splits", "train",
+                     "--no-progress", "--out", str(tmp_path), *extra])
+    assert run("--precision", "bf16") == 0
+    out = tmp_path / "random_1d.h5"
+    whole = load_surface(out)
+    with h5py.File(out, "a") as f:
+        f["done"][...] = [True, False, True, False]
+    assert run() == 0
+    again = load_surface(out)
+    assert again.attrs["precision"] == "bf16" and np.array_equal(again["train_loss"], whole["train_loss"])
 
 
 def test_explicit_value_changing_settings_refused_unspecified_taken_from_file(tmp_path, convnet, small_digits):
