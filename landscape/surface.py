@@ -5,6 +5,12 @@ File layout (GUIDE.md section 4): ``xcoordinates``, ``ycoordinates``, one array 
 and ``value[j, i]`` at ``(x[i], y[j])`` (or ``(len(x),)`` in 1D), a ``done`` mask, and attributes
 that make the run reproducible. Points not computed yet are NaN.
 
+Accuracy (every ``*_acc`` array) is a fraction in a `Surface`, as `evaluate` returns it, and percent
+in the file, with ``acc_unit = "percent"``: the unit the loss-landscape plotters draw on their 0-100
+axis, so its ``plot_1D.py``/``plot_2D.py`` read these files unchanged. `load_surface` gives
+fractions back for every file: this project's (``acc_unit``; fractions before it was recorded) and
+the older tool's own (percent, recognised by the missing ``format``).
+
 Finished points are appended to a line-per-point journal (``SURF.h5.journal``, `landscape.journal`)
 as they arrive and folded into the h5 file by an atomic rewrite every few seconds, so a job killed
 at any moment loses only the points in flight and rerunning the same command computes only what is
@@ -42,7 +48,10 @@ PointFn = Callable[[nn.Module], Mapping[str, float]]
 
 @dataclass
 class Surface:
-    """A computed (or partly computed) surface: coordinates, named arrays, done mask, attributes."""
+    """A computed (or partly computed) surface: coordinates, named arrays, done mask, attributes.
+
+    Accuracy arrays (``*_acc``) hold fractions, whatever unit the file they came from uses.
+    """
 
     x: np.ndarray
     y: np.ndarray | None
@@ -104,6 +113,39 @@ def _read_attrs(h5attrs) -> dict:
     return out
 
 
+ACC_UNIT = "percent"  # the unit of *_acc arrays in surface files
+
+
+def is_accuracy(name: str) -> bool:
+    return name.endswith("_acc")
+
+
+def _canonical_fraction(value: float) -> float:
+    """The fraction a file's percent gives back (within an ulp of ``value``): resumed equals uninterrupted."""
+    return value * 100.0 / 100.0
+
+
+def _acc_divisor(attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray], path: Path) -> float:
+    """What a file's accuracy arrays are divided by to give fractions (see the module docstring)."""
+    unit = attrs.get("acc_unit")
+    if unit is not None:
+        if unit not in ("percent", "fraction"):
+            raise LandscapeError(f"{path} has acc_unit={unit!r}; expected 'percent' or 'fraction'")
+        return 100.0 if unit == "percent" else 1.0
+    if attrs.get("format") == FORMAT:
+        return 1.0  # written before acc_unit was recorded: fractions
+    # another program's file (the loss-landscape code writes percent); fractions only if no value exceeds 1
+    values = np.concatenate([a[np.isfinite(a)].ravel() for n, a in arrays.items() if is_accuracy(n)] or [np.zeros(0)])
+    return 100.0 if values.size and values.max() > 1.0 else 1.0
+
+
+def _accuracy_to_fractions(attrs: Mapping[str, Any], arrays: dict[str, np.ndarray], path: Path) -> None:
+    divisor = _acc_divisor(attrs, arrays, path)
+    for name in arrays:
+        if is_accuracy(name) and divisor != 1.0:
+            arrays[name] = arrays[name] / divisor
+
+
 class MemoryStore:
     """Finished points of a surface kept in memory: the bookkeeping without a file."""
 
@@ -125,7 +167,7 @@ class MemoryStore:
         for name, value in values.items():
             if name not in self.arrays:
                 self.arrays[name] = np.full(self.shape, np.nan)
-            self.arrays[name][index] = value
+            self.arrays[name][index] = _canonical_fraction(value) if is_accuracy(name) else value
         self.done[index] = True
 
     def pending(self) -> list[int]:
@@ -238,13 +280,14 @@ class SurfaceStore(MemoryStore):
         if self.y is not None:
             f.create_dataset("ycoordinates", data=self.y)
         for name, arr in self.arrays.items():
-            f.create_dataset(name, data=arr)
+            f.create_dataset(name, data=arr * 100.0 if is_accuracy(name) else arr)
         for name, arr in self.extra_datasets.items():
             f.create_dataset(name, data=arr)
         f.create_dataset("done", data=self.done)
         for k, v in {**self.attrs, **self.fingerprint}.items():
             f.attrs[k] = v
         f.attrs["format"] = FORMAT
+        f.attrs["acc_unit"] = ACC_UNIT
         f.attrs["fingerprint_keys"] = json.dumps(sorted(self.fingerprint))
         f.attrs["other_datasets"] = json.dumps(sorted(self.extra_datasets))
         f.attrs["journal_key"] = self.key
@@ -273,7 +316,8 @@ class SurfaceStore(MemoryStore):
 
 
 # Settings recorded only since a later version, as files written before then were computed.
-_BEFORE_RECORDED = {"fold_bn": 0, "layout": "contiguous", "dtype": "float32", "device_type": "cpu"}
+_BEFORE_RECORDED = {"fold_bn": 0, "layout": "contiguous", "dtype": "float32", "device_type": "cpu",
+                    "bias_dir": "random"}
 # Settings that an unspecified CLI option takes from the file being resumed.
 _RESUMED_AS_MADE = {"batch_size": "--batch-size", "layout": "--layout", "fold_bn": "--fold-bn",
                     "precision": "--precision"}
@@ -311,7 +355,7 @@ def _coordinates(f, name: str, bad: Callable[[str], None]) -> np.ndarray:
 
 def read_surface_file(path: str | os.PathLike, fix: str) -> tuple[np.ndarray, np.ndarray | None, dict, np.ndarray,
                                                                   dict, dict]:
-    """x, y, grid arrays, done mask, other datasets and attributes of a surface file, checked.
+    """x, y, grid arrays (accuracy as fractions), done mask, other datasets and attributes of a file, checked.
 
     A damaged file (no ``done``, arrays of the wrong shape, strings, non-finite coordinates, not
     h5 at all) is one `LandscapeError` that ends with ``fix``. Files of the older loss-landscape
@@ -377,6 +421,7 @@ def _parse_surface(f, path: Path, fix: str):
         bad("no 'done' mask (the file was not written completely by landscape surface, or was edited)")
     else:
         done = np.isfinite(next(iter(arrays.values()), np.zeros(shape)))
+    _accuracy_to_fractions(attrs, arrays, path)
     return x, y, arrays, done, others, attrs
 
 
@@ -387,6 +432,7 @@ def load_surface(path: str | os.PathLike) -> Surface:
         raise LandscapeError(f"surface file {str(path)!r} does not exist")
     fix = "compute it again with landscape surface (delete it first)"
     x, y, arrays, done, _, attrs = read_surface_file(path, fix)
+    attrs.pop("acc_unit", None)  # it names the file's unit; a Surface always holds fractions
     journal = journal_path(path)
     key = attrs.get("journal_key")
     content = read_journal(journal, key if isinstance(key, str) else None, done.size,
@@ -399,7 +445,8 @@ def load_surface(path: str | os.PathLike) -> Surface:
             continue
         index = np.unravel_index(p, done.shape)
         for name, value in values.items():
-            arrays.setdefault(name, np.full(done.shape, np.nan))[index] = value
+            arrays.setdefault(name, np.full(done.shape, np.nan))[index] = \
+                _canonical_fraction(value) if is_accuracy(name) else value
         done[index] = True
     return Surface(x, y, arrays, done, attrs, path)
 
@@ -501,6 +548,7 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
         "precision": precision, "rtol": rtol if rtol else "none", "fold_bn": 0 if twin is None else twin.n_folded,
         "batch_size": evaluators[next(iter(evaluators))].batch_size, "layout": layout, "dtype": _dtype(model),
         "device_type": evaluators[next(iter(evaluators))].device.type,
+        **{k: attrs[k] for k in ("bias_dir",) if k in (attrs or {})},  # how random directions move biases
     }
     for f in extra:  # an extra measure's own settings (e.g. Lanczos tolerance) must match on resume too
         fingerprint.update(getattr(f, "fingerprint", None) or {})

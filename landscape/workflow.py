@@ -38,6 +38,7 @@ class SurfaceJob:
     splits: Sequence[str] = ("train", "test")
     norm: str = "filter"
     ignore: str = "biasbn"
+    bias_dir: str = "random"  # with ignore="none": how 1-D tensors move (random | weights, the older tool's)
     kind: str | None = None
     seed: int = 0
     orthogonalize: bool = False
@@ -108,11 +109,18 @@ def job_directions(job: SurfaceJob, base: Checkpoint) -> tuple[list[dict], dict]
         b = load_job_checkpoint(job.ckpt2, job)
         dirs = [interpolation_direction(base.model, b.model, kind)]
         if job.y is not None:  # a random filter-normalized y next to the interpolation x
-            dirs.append(random_directions(base.model, 1, job.norm, job.ignore, kind, job.seed)[0])
-        return dirs, {"kind": kind, "ckpt2": job.ckpt2, "norm_y": job.norm if job.y is not None else "none"}
-    dirs = random_directions(base.model, n, job.norm, job.ignore, kind, job.seed, job.orthogonalize)
+            dirs.append(random_directions(base.model, 1, job.norm, job.ignore, kind, job.seed,
+                                          bias_dir=job.bias_dir)[0])
+        return dirs, {"kind": kind, "ckpt2": job.ckpt2, "norm_y": job.norm if job.y is not None else "none",
+                      **(_bias_dir_attr(job) if job.y is not None else {})}
+    dirs = random_directions(base.model, n, job.norm, job.ignore, kind, job.seed, job.orthogonalize, job.bias_dir)
     return dirs, {"kind": kind, "norm": job.norm, "ignore": job.ignore, "seed": job.seed,
-                  "orthogonalize": job.orthogonalize}
+                  "orthogonalize": job.orthogonalize, **_bias_dir_attr(job)}
+
+
+def _bias_dir_attr(job: SurfaceJob) -> dict:
+    """Recorded (direction file, surface fingerprint) where it matters: random directions with ignore='none'."""
+    return {"bias_dir": job.bias_dir} if job.ignore == "none" else {}
 
 
 def job_data(job: SurfaceJob, base: Checkpoint) -> tuple[str, dict]:
