@@ -15,7 +15,7 @@ from landscape.figures.scales import Scale, ScalingSettings, StudySettings
 from conftest import run_cli
 
 EXPECTED = ["li_fig3", "interpolation", "keskar_table", "hessian_vs_batch", "steps_to_result", "golmant", "trajectory",
-            "edge_of_stability", "critical_batch"]
+            "lm_scaling", "edge_of_stability", "critical_batch"]
 
 
 def test_registry_lists_every_figure_in_order():
