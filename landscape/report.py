@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .errors import LandscapeError
-from .jsonfile import write_json_atomic
+from .jsonfile import read_json, write_json_atomic
 
 AXES = ("batch_size", "weight_decay")
 GAPS = ("error_gap", "loss_gap")
