@@ -11,15 +11,20 @@ axis, so its ``plot_1D.py``/``plot_2D.py`` read these files unchanged. `load_sur
 fractions back for every file: this project's (``acc_unit``; fractions before it was recorded) and
 the older tool's own (percent, recognised by the missing ``format``).
 
-Finished points are appended to a line-per-point journal (``SURF.h5.journal``) as they arrive and
-folded into the h5 file by an atomic rewrite every few seconds, so a job killed at any moment
-loses only the points in flight and rerunning the same command computes only what is missing.
+Finished points are appended to a line-per-point journal (``SURF.h5.journal``, `landscape.journal`)
+as they arrive and folded into the h5 file by an atomic rewrite every few seconds, so a job killed
+at any moment loses only the points in flight and rerunning the same command computes only what is
+missing. The journal carries the run's key (every value-changing setting and the grid), so it is
+never folded into another run's file; every check against an existing file happens before any
+write; ``SURF.h5.lock`` keeps a second writer out (`landscape.lockfile`); a failed write is one
+line and leaves no half-written file (`landscape.filewrite`).
 """
 from __future__ import annotations
 
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -29,7 +34,9 @@ import torch
 from torch import nn
 
 from . import __version__
-from .data import DataSpec, as_tensors, subset_indices
+from .bnstats import DEFAULT_SAMPLES as DEFAULT_BN_SAMPLES
+from .bnstats import StatsRecompute, negative_variance_warning, resolve_bn_stats, without_stats
+from .data import DataSpec
 from .directions import directions_fingerprint
 from .errors import LandscapeError
 from .evaluation import Evaluator
@@ -312,9 +319,11 @@ class SurfaceStore(MemoryStore):
 
 
 # Settings recorded only since a later version, as files written before then were computed.
-_BEFORE_RECORDED = {"fold_bn": 0, "layout": "contiguous", "dtype": "float32", "bias_dir": "random"}
+_BEFORE_RECORDED = {"fold_bn": 0, "layout": "contiguous", "dtype": "float32", "device_type": "cpu",
+                    "bias_dir": "random", "bn_stats": "interpolate"}
 # Settings that an unspecified CLI option takes from the file being resumed.
-_RESUMED_AS_MADE = {"batch_size": "--batch-size", "layout": "--layout", "fold_bn": "--fold-bn"}
+_RESUMED_AS_MADE = {"batch_size": "--batch-size", "layout": "--layout", "fold_bn": "--fold-bn",
+                    "precision": "--precision"}
 
 
 def _run_key(fingerprint: Mapping[str, Any], x: np.ndarray, y: np.ndarray | None) -> str:
@@ -447,18 +456,13 @@ def load_surface(path: str | os.PathLike) -> Surface:
 
 # ------------------------------------------------------------------ computing
 def _as_splits(data: DataSpec | Mapping[str, DataSpec], test_data: DataSpec | None) -> dict[str, DataSpec]:
-    if isinstance(data, Mapping):
-        splits = dict(data)
+    if isinstance(data, Mapping) and not all(isinstance(v, torch.Tensor) for v in data.values()):
+        splits = dict(data)  # {split: data}; a dict of tensors is one dataset of dict batches
     else:
         splits = {"train": data}
     if test_data is not None:
         splits["test"] = test_data
     return splits
-
-
-def _subset(x: torch.Tensor, y: torch.Tensor, samples: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    idx = subset_indices(len(x), samples, seed)
-    return (x, y, None) if idx is None else (x[idx], y[idx], idx)
 
 
 def subset_hash(t: torch.Tensor | None) -> str:
@@ -477,9 +481,11 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
                     device: str | torch.device | None = None, kind: str = "weights", samples: int | None = None,
                     subset_seed: int = 0, rtol: float | None = None, min_samples: int = 512,
                     precision: str = "fp32", layout: str = "contiguous", extra: Sequence[PointFn] = (),
-                    fold_bn: bool | str = "auto", progress: bool = True,
+                    fold_bn: bool | str = "auto", bn_stats: str = "auto", bn_data: DataSpec | None = None,
+                    bn_samples: int | None = DEFAULT_BN_SAMPLES, bn_seed: int = 0, progress: bool = True,
                     attrs: Mapping[str, Any] | None = None, comm: Any = "auto",
-                    flush_seconds: float = 5.0, before_write: Callable[[], Any] | None = None) -> Surface:
+                    flush_seconds: float = 5.0, before_write: Callable[[], Any] | None = None,
+                    data_on: str = "auto", target_key: str | None = None) -> Surface:
     """Evaluate loss and accuracy at ``w0 + x_i dx (+ y_j dy)`` for every grid point.
 
     ``data`` is one dataset (called ``train``) or a mapping ``{split: data}``; ``test_data`` adds
@@ -499,9 +505,19 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     always get the model itself. ``before_write`` runs on the writing rank once an existing
     ``out`` file has been checked against this run, before anything is written (the caller saves
     its own files there, so a refused run leaves every file as it was). ``out`` is locked while
-    the run writes it: a second writer is refused. Batch size, layout, dtype and every setting
-    above are stored and must match on resume (they change the values' rounding).
+    the run writes it: a second writer is refused. Batch size, layout, dtype, device type and every
+    setting above are stored and must match on resume (they change the values' rounding). ``data_on``
+    keeps the data on the device or streams it (`landscape.risk`; the values are the same);
+    ``target_key`` names the target of dict batches (`landscape.batches`).
+
+    ``bn_stats`` says what BatchNorm running statistics are at each point (`landscape.bnstats`):
+    ``recompute`` re-estimates them from ``bn_samples`` samples of ``bn_data`` (default: the
+    ``train`` split, all of it) drawn by ``bn_seed``; ``interpolate`` moves them with the
+    directions (warning where a variance goes below zero); ``keep`` leaves the model's own.
+    ``auto`` recomputes where a direction moves them. Recomputed statistics feed the BatchNorm
+    fold, and the mode is part of the file's fingerprint.
     """
+    from .batches import example_inputs
     from .evaluation import AdaptiveEvaluator, channels_last_model, resolve_device
     from .parallel import get_comm, on_root, rank_of, run_points
 
@@ -516,21 +532,32 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     if comm is not None:  # identical directions on every rank, whatever each rank was given
         directions = comm.bcast(directions if writer else None, root=0)
 
-    splits = {split: _subset(*as_tensors(d), samples, subset_seed) for split, d in _as_splits(data, test_data).items()}
-    example = next(iter(splits.values()))[0][:2].to(resolve_device(None, model))
+    raw_splits = splits = _as_splits(data, test_data)
+    bn_mode = resolve_bn_stats(bn_stats, model, directions)
+    recompute = None
+    if bn_mode == "recompute":
+        if bn_data is None and "train" not in raw_splits:
+            raise LandscapeError("bn_stats='recompute' needs training data to estimate BatchNorm statistics: "
+                                 "pass a 'train' split or bn_data")
+        recompute = StatsRecompute(model, raw_splits["train"] if bn_data is None else bn_data, samples=bn_samples,
+                                   seed=bn_seed, device=resolve_device(device, model))
+    example = example_inputs(next(iter(splits.values())), target_key=target_key)
+    example = example[0].to(resolve_device(None, model)) if isinstance(example, tuple) and len(example) == 1 else None
     twin = _folded_twin(model, fold_bn, example)  # built in the model's layout; sync() follows a layout change
     evaluated = model if twin is None else twin
     if layout not in ("contiguous", "channels_last"):
         raise LandscapeError(f"unknown layout {layout!r}; use 'contiguous' or 'channels_last'")
     cl = layout == "channels_last"
     evaluators, subsets = {}, {}
-    for split, (xs, ys, idx) in splits.items():
-        subsets[split] = idx
+    options = dict(samples=samples, data_on=data_on, target_key=target_key)
+    for split, d in splits.items():
         if rtol:
-            evaluators[split] = AdaptiveEvaluator(evaluated, (xs, ys), loss, batch_size, device, precision, rtol,
-                                                  min_samples, subset_seed, channels_last=cl)
+            evaluators[split] = AdaptiveEvaluator(evaluated, d, loss, batch_size, device, precision, rtol,
+                                                  min_samples, subset_seed, channels_last=cl, **options)
         else:
-            evaluators[split] = Evaluator(evaluated, (xs, ys), loss, batch_size, device, precision, channels_last=cl)
+            evaluators[split] = Evaluator(evaluated, d, loss, batch_size, device, precision, channels_last=cl,
+                                          seed=subset_seed, **options)
+        subsets[split] = evaluators[split].risk.subset
 
     # Checked in this order on resume, so the first mismatch named is the most telling one.
     fingerprint = {
@@ -541,7 +568,9 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
         "n_samples": {s: ev.n for s, ev in evaluators.items()}, "loss": loss_name(loss),
         "precision": precision, "rtol": rtol if rtol else "none", "fold_bn": 0 if twin is None else twin.n_folded,
         "batch_size": evaluators[next(iter(evaluators))].batch_size, "layout": layout, "dtype": _dtype(model),
+        "device_type": evaluators[next(iter(evaluators))].device.type,
         **{k: attrs[k] for k in ("bias_dir",) if k in (attrs or {})},  # how random directions move biases
+        "bn_stats": bn_mode, **(recompute.fingerprint if recompute is not None else {}),
     }
     for f in extra:  # an extra measure's own settings (e.g. Lanczos tolerance) must match on resume too
         fingerprint.update(getattr(f, "fingerprint", None) or {})
@@ -575,16 +604,24 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     todo = on_root(comm, open_store)
 
     with channels_last_model(model, layout == "channels_last"):
+        if recompute is not None:
+            recompute()
         if twin is not None:
             twin.sync()
         if rtol:
             for ev in evaluators.values():  # per-sample losses at the centre: the control variate
                 ev.set_control()
-        shifter = WeightShifter(model, directions, kind)
+        shifter = WeightShifter(model, directions if bn_mode == "interpolate" else without_stats(directions), kind)
         grid = Surface(x, y, {}, np.zeros(0, bool))
+        warned = []
 
         def point(p: int) -> dict[str, float]:
             shifter.set(grid.coords(p))
+            if recompute is not None:
+                recompute()
+            elif shifter.n_negative and not warned:
+                warned.append(p)
+                warnings.warn(negative_variance_warning(grid.coords(p), shifter.n_negative), stacklevel=2)
             if twin is not None:
                 twin.sync()
             values: dict[str, float] = {}
@@ -608,6 +645,8 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
         finally:
             bar.close()
             shifter.restore()
+            if recompute is not None:
+                recompute.restore()
             if store is not None:
                 store.close(quiet=failed)  # after an error the journal keeps the points a last flush could not
     result = store.surface() if writer else None

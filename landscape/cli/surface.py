@@ -5,6 +5,7 @@ import argparse
 
 from .common import (add_checkpoint_args, add_data_args, bounded, check_input_file, check_output_dir, grid_range,
                      positive_float, positive_int, require_device, seed, threads)
+from .measure import add_data_on_arg
 
 HELP = "compute a 1D/2D loss surface into an h5 file (no figures)"
 MAX_POINTS = 10_000_000  # a surface file keeps its arrays in memory: 10M points is ~0.5 GB
@@ -33,13 +34,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rtol", type=positive_float, default=None,
                    help="stop each point once the loss's standard error is below RTOL x loss")
     p.add_argument("--min-samples", type=positive_int, default=512, help="samples before --rtol may stop")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    p.add_argument("--precision", default=None, choices=["fp32", "tf32", "bf16"],
+                   help="default: fp32, or what the surface being resumed was computed with")
     p.add_argument("--layout", default="auto", choices=["auto", "contiguous", "channels_last"],
                    help="memory layout of 4D models (auto: the faster one, measured once per model and device "
                         "and remembered, so the same command stays bit-identical)")
     p.add_argument("--fold-bn", default="auto", choices=["auto", "on", "off"],
                    help="evaluate with each eval-mode BatchNorm folded into the conv before it, refolded at every "
                         "point (auto: when the model allows it; values differ from unfolded at float rounding)")
+    p.add_argument("--bn-stats", default="auto", choices=["auto", "recompute", "interpolate", "keep"],
+                   help="BatchNorm running statistics at each point: recompute them from a fixed seeded set of "
+                        "train batches, interpolate them along the direction (past a checkpoint variances can go "
+                        "negative: an artefact), or keep the centre model's (auto: recompute between checkpoints "
+                        "and where the direction moves them)")
+    p.add_argument("--bn-samples", type=positive_int, default=2000, metavar="N",
+                   help="train samples that --bn-stats recompute estimates the statistics from (default 2000, or "
+                        "the whole split if smaller)")
     p.add_argument("--threads", type=threads, default=None,
                    help="torch threads per process (default: 1 per rank under mpirun, torch's default otherwise)")
     p.add_argument("--eig", action="store_true",
@@ -55,6 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eig-seed", type=seed, default=argparse.SUPPRESS, metavar="SEED",
                    help="seed of that subset and of the Lanczos start vector (default: 0)")
     p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    add_data_on_arg(p)
     p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -96,7 +107,8 @@ def job_from_args(args: argparse.Namespace):
                       orthogonalize=args.orthogonalize, dir_file=args.dir_file, samples=args.samples,
                       loss=args.loss, batch_size=args.batch_size, device=args.device, rtol=args.rtol,
                       min_samples=args.min_samples, precision=args.precision, layout=args.layout, fold_bn=args.fold_bn,
-                      threads=args.threads,
+                      bn_stats=args.bn_stats, bn_samples=args.bn_samples,
+                      threads=args.threads, data_on=args.data_on,
                       out=out, progress=not args.no_progress,
                       **eig)
 
