@@ -51,7 +51,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of that subset and of the Lanczos start vector (default: 0)")
     p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
     p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the planned work (points x samples) and its estimated time from a short pilot, then stop")
     p.add_argument("--no-progress", action="store_true")
+
+
+def announce_plan(args: argparse.Namespace, job) -> bool:
+    """Print the job's planned work and estimated time (rank 0); True when --dry-run says to stop."""
+    from ..cost import announce, surface_plan
+    from ..parallel import get_comm, rank_of
+
+    comm = get_comm()
+    if rank_of(comm) == 0:
+        announce(surface_plan(job, workers=comm.Get_size() if comm is not None else 1), args.dry_run)
+    return args.dry_run
 
 
 def eig_options(args: argparse.Namespace) -> dict:
@@ -89,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     from ..parallel import get_comm, rank_of
 
     job = job_from_args(args)
+    if announce_plan(args, job):
+        return 0
     surface = run_surface_job(job)
     if rank_of(get_comm()) == 0:
         print(f"surface: {job.surface_path()} ({int(surface.done.sum())}/{surface.done.size} points)")
