@@ -21,9 +21,11 @@ from torch import nn
 
 PILOT_SAMPLES = 256
 BLOCK = 8  # products per block in the trace and the density (landscape.hessian.lanczos.DEFAULT_BLOCK_SIZE)
-# Lanczos steps a top-k run typically takes before every wanted value meets tol 1e-6 (measured on
-# the digits convnet and MLPs: 40-110 for k = 1..10); the bar and the plan say "at most" the cap.
-LANCZOS_TYPICAL = (30, 12)  # steps ~ 30 + 12 k
+PILOT_BLOCK = 4  # the pilot times one product and one block of this many: F + S and F + 4 S
+HVP_PILOT_SAMPLES = 256  # half a batch of the Hessian operator's default size: close to its per-batch cost, cheap
+# Lanczos steps a top-k run typically takes before every wanted value meets tol 1e-6 (the digits
+# convnet: 6 for k = 1, 13 for k = 5; flatter spectra take more); the plan also says "at most" the cap.
+LANCZOS_TYPICAL = (8, 3)  # steps ~ 8 + 3 k
 PACBAYES_SIGMAS = 17  # sigmas a PAC-Bayes bisection evaluates at --bisect-tol 1e-2: bracket, then halving
 
 
@@ -122,10 +124,11 @@ def pass_seconds_per_sample(model: nn.Module, data: Any, kinds: Sequence[str], *
     with eval_mode(model):
         if "hvp" in kinds:  # a single product costs F + S, a block of b products F + b S (`HessianOperator.mm`)
             op = HessianOperator(model, (x, y), loss, batch_size, params, weight_decay, device)
-            V = torch.randn(BLOCK, op.num_params, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+            V = torch.randn(PILOT_BLOCK, op.num_params, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(0))
             one = time_per_call(lambda: op.mv(V[0]), repeats=1)
             block = time_per_call(lambda: op.mm(V), repeats=1, warm=False)
-            second = max((block - one) / (BLOCK - 1), 0.05 * one)
+            second = max((block - one) / (PILOT_BLOCK - 1), 0.05 * one)
             out["hvp"], out["hvp_second"] = one / n, second / n
         if "gradient" in kinds or "forward" in kinds:
             dev = next(model.parameters()).device if device is None else torch.device(device)
@@ -173,8 +176,10 @@ def surface_plan(job: Any, *, workers: int = 1, pilot_samples: int = PILOT_SAMPL
     per point (typically tens of Hessian-vector products on ``--eig-samples``).
     """
     from .surface import compute_surface, load_surface
-    from .workflow import job_data, job_directions, load_job_checkpoint
+    from .workflow import _check_eig_settings, job_data, job_directions, load_job_checkpoint
 
+    if job.eig:  # bad --eig-* values are reported before anything is loaded, as the run itself does
+        _check_eig_settings(job)
     base = load_job_checkpoint(job.ckpt, job, "cpu" if job.device is None else job.device)
     directions, _ = job_directions(job, base)
     _, splits = job_data(job, base)
@@ -231,11 +236,11 @@ def lanczos_steps(k: int, which: str, n_params: int, max_iter: int | None) -> tu
 
 def hessian_plan(op: Any, *, ends: Sequence[str], k: int, method: str, max_iter: int | None, trace: bool,
                  probes: int, density: bool, density_iter: int, density_runs: int, float32_check: bool,
-                 pilot_samples: int = PILOT_SAMPLES) -> Plan:
+                 pilot_samples: int = HVP_PILOT_SAMPLES) -> Plan:
     """The Hessian-vector products ``landscape hessian`` is about to run, timed by a pilot on ``op``'s model."""
     from .hessian.precision import CHECK_SAMPLES
 
-    data = _op_data(op)
+    data = _op_data(op, pilot_samples)
     costs = pass_seconds_per_sample(op.model, data, ["hvp"], loss=op.settings["loss"],
                                     batch_size=op.settings["batch_size"], device=op.device,
                                     params=[n for n, _ in op.named_params], weight_decay=op.weight_decay,
@@ -261,21 +266,21 @@ def hessian_plan(op: Any, *, ends: Sequence[str], k: int, method: str, max_iter:
     if density:
         steps = min(density_iter, op.num_params)
         parts.append(Part(f"density (SLQ, {density_runs} runs x {steps} steps)", density_runs * steps, n, "hvp",
-                          blocked_seconds_per_product(density_runs, costs), note="runs in lockstep"))
+                          blocked_seconds_per_product(density_runs, costs), note="the runs in lockstep"))
     return Plan("hessian", parts, _pilot_text(min(pilot_samples, n), costs))
 
 
-def _op_data(op: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first batches of a `HessianOperator` as one (inputs, targets) pair."""
+def _op_data(op: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` samples of a `HessianOperator`'s batches as one (inputs, targets) pair."""
     xs, ys, have = [], [], 0
     for batch in op.batches:
         x, y = batch[0], batch[1]
         xs.append(x)
         ys.append(y)
         have += len(x)
-        if have >= PILOT_SAMPLES:
+        if have >= n:
             break
-    return torch.cat(xs), torch.cat(ys)
+    return torch.cat(xs)[:n], torch.cat(ys)[:n]
 
 
 # ------------------------------------------------------------------ sharpness

@@ -58,10 +58,16 @@ def _rounding_note(err: float, which: str, tol: float, samples: int) -> list[str
 def _density_line(part: dict, png: Path) -> str:
     from ..hessian.density import quadrature_moments
 
+    import numpy as np
+
     m1, m2 = quadrature_moments(part["nodes"], part["weights"], 2)
     nodes = [v for row in part["nodes"] for v in row]
+    # the spread of the runs' own moments is the estimate's accuracy (runs are independent)
+    per_run = np.array([quadrature_moments([n], [w], 2) for n, w in zip(part["nodes"], part["weights"])])
+    se = per_run.std(axis=0, ddof=1) / np.sqrt(len(per_run)) if len(per_run) > 1 else [np.nan, np.nan]
     return (f"density (SLQ, {part['n_hvps']} HVPs): nodes in [{min(nodes):.4g}, {max(nodes):.4g}], "
-            f"tr/P ~ {m1:.4g}, ||H||_F^2/P ~ {m2:.4g}; figure {png}")
+            f"tr/P ~ {m1:.4g} +- {se[0]:.2g}, ||H||_F^2/P ~ {m2:.4g} +- {se[1]:.2g} (s.e. over "
+            f"{len(per_run)} runs); figure {png}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from .objective import LossObjective
 from .results import SharpnessResult
 
 
-@dataclass
+@dataclass(repr=False)
 class KeskarResult(SharpnessResult):
     """``value`` is phi (percent); ``max_loss`` the loss at the maximiser, ``base_loss`` f(x)."""
 
