@@ -197,6 +197,12 @@ def surface_plan(job: Any, *, workers: int = 1, pilot_samples: int = PILOT_SAMPL
     per_point = {s: min(n, job.samples) if job.samples else n for s, n in sizes.items()}
     pilot = {s: _head(d, pilot_samples) for s, d in splits.items()}
     n_pilot = sum(len(v[0]) for v in pilot.values())
+    from .evaluation import eval_mode
+
+    with torch.no_grad(), eval_mode(base.model):  # data the model cannot take: its one-line error, first
+        param = next(base.model.parameters())
+        for xs, _ in pilot.values():
+            base.model(xs[:1].to(param.device, param.dtype if xs.is_floating_point() else xs.dtype))
 
     def points(k: int) -> Callable[[], Any]:
         return lambda: compute_surface(
@@ -316,7 +322,22 @@ def sharpness_plan(model: nn.Module, data: Any, measures: Sequence[str], setting
     return Plan("sharpness", plan_parts, _pilot_text(min(pilot_samples, n), seconds))
 
 
-def announce(plan: Plan, dry_run: bool) -> bool:
-    """Print the plan (on stdout, before the work); True when ``--dry-run`` says to stop here."""
+def announce(make_plan: Callable[[], Plan], dry_run: bool) -> bool:
+    """Print the plan (on stdout, before the work); True when ``--dry-run`` says to stop here.
+
+    A pilot that fails on bad input (a dataset of the wrong shape, say) prints nothing: the run
+    itself then reports the problem in its own words; with ``--dry-run`` the failure is the answer.
+    """
+    from .errors import LandscapeError
+
+    try:
+        plan = make_plan()
+    except LandscapeError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure of the pilot is the job's, reported by the run
+        if dry_run:
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise LandscapeError(f"cannot plan this job, its pilot failed: {type(e).__name__}: {first}") from None
+        return False
     print(str(plan) + ("\n(dry run: nothing computed)" if dry_run else ""), flush=True)
     return dry_run

@@ -90,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
                   device=info["device"], progress=not args.no_progress)
     base = {**info, "loss": args.loss, "batch_size": args.batch_size, "params": args.params}
     record = PartsFile(output_dir(args) / "sharpness.json", base, container="measures")
-    plan = sharpness_plan(ckpt.model, data, args.measure, vars(args), loss=args.loss, batch_size=args.batch_size,
-                          device=info["device"], params=args.params)
+    plan = lambda: sharpness_plan(ckpt.model, data, args.measure, vars(args), loss=args.loss,  # noqa: E731
+                                  batch_size=args.batch_size, device=info["device"], params=args.params)
     if announce(plan, args.dry_run):
         return 0
     lines = [f"{args.ckpt}: sharpness on {info['samples']:,} {args.split} samples"]

@@ -63,7 +63,7 @@ def announce_plan(args: argparse.Namespace, job) -> bool:
 
     comm = get_comm()
     if rank_of(comm) == 0:
-        announce(surface_plan(job, workers=comm.Get_size() if comm is not None else 1), args.dry_run)
+        announce(lambda: surface_plan(job, workers=comm.Get_size() if comm is not None else 1), args.dry_run)
     return args.dry_run
 
 
