@@ -63,17 +63,20 @@ class WeightShifter:
                      for d in directions]
         # BN running variances extrapolated past a checkpoint (alpha > 1 between two models) can go
         # negative, which no network can hold: clamp them at zero (BN adds its eps on top).
+        # `n_negative` counts the entries clamped at the last `set`.
         self.variances = [t for n, t in zip(names, self.live) if n.endswith("running_var")]
+        self.n_negative = 0
 
     @torch.no_grad()
     def set(self, coeffs: Sequence[float]) -> None:
         if len(coeffs) != len(self.dirs):
-            raise ValueError(f"{len(coeffs)} coefficients for {len(self.dirs)} directions")
+            raise LandscapeError(f"coeffs has {len(coeffs)} entries for {len(self.dirs)} directions")
         torch._foreach_copy_(self.live, self.origin)
         for c, d in zip(coeffs, self.dirs):
             if c != 0.0:
                 torch._foreach_add_(self.live, d, alpha=float(c))
         if self.variances:
+            self.n_negative = int(sum(int((v < 0).sum()) for v in self.variances))
             torch._foreach_clamp_min_(self.variances, 0.0)
 
     @torch.no_grad()

@@ -20,18 +20,19 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
-from .checkpoint import model_spec, save_checkpoint
+from .checkpoint import model_spec, reload_note, save_checkpoint
 from .data import DataSpec, LabeledData, as_tensors
 from .errors import LandscapeError
 from .evaluation import Evaluator, evaluate, resolve_device
 from .jsonfile import write_json_atomic
-from .losses import LossSpec, get_loss, loss_name
+from .losses import LossSpec, correct_count, count_targets, get_loss, loss_name
 from .models import build_model
+from .models.registry import dataset_kwargs
 from .schedules import LRSchedule
 
 OPTIMIZERS = ("sgd", "adam")
@@ -53,11 +54,13 @@ class TrainResult:
 
 
 def init_model(name: str, data: LabeledData, seed: int = 0, **model_args: Any) -> nn.Module:
-    """Build a registry model for ``data``'s input shape and class count with a seeded init.
+    """Build a model (registry name, import path or hub name) for ``data`` with a seeded init.
 
-    The init draws from the global RNG, which is forked so the caller's random state is untouched.
+    Built-in models get ``data``'s input shape and class count; a user factory gets those of them
+    its signature takes. The init draws from the global RNG, which is forked so the caller's random
+    state is untouched.
     """
-    args = {"input_shape": tuple(data.input_shape), "num_classes": data.num_classes}
+    args = dataset_kwargs(name, tuple(data.input_shape), data.num_classes)
     args.update(model_args)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -113,26 +116,37 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
           milestones: tuple[float, ...] = (0.5, 0.75), gamma: float = 0.1, seed: int = 0,
           snapshot_every: int | None = None, out_dir: str | os.PathLike | None = None,
           eval_every: int | None = None, target_error: float | None = None, stop_at_target: bool = False,
+          target_loss: float | None = None,
           drop_last: bool = True, progress: bool = True, loss: LossSpec = "crossentropy",
           device: str | torch.device | None = None, eval_batch_size: int | None = None,
-          dataset: str | None = None, extra_meta: Mapping[str, Any] | None = None) -> TrainResult:
+          dataset: str | None = None, extra_meta: Mapping[str, Any] | None = None,
+          on_step: Callable[[nn.Module, int, dict], None] | None = None) -> TrainResult:
     """Train ``model`` in place and return it with its meta and evaluation history.
 
     ``lr`` is the peak learning rate of ``schedule`` (constant, step, cosine, linear) after
     ``warmup_steps`` of linear warmup (see `landscape.schedules`). The budget is ``epochs`` or
     ``steps`` (exactly one). The test set is evaluated every ``eval_every`` steps (default: once
     per epoch); ``target_error`` records the first evaluated step whose test error is strictly
-    below it, with the training wall-clock time (evaluations excluded) spent to get there.
+    below it, with the training wall-clock time (evaluations excluded) spent to get there, and
+    ``target_loss`` the same for the test loss (``steps_to_target_loss``, ``time_to_target_loss``:
+    language models are compared by loss). ``stop_at_target`` ends the run once every target
+    given is reached.
     With ``out_dir`` the final model goes to ``out_dir/model.pt``, snapshots every
     ``snapshot_every`` epochs (epoch 0 included) to ``out_dir/snapshots/epoch_XXX.pt``, and the
     history to ``out_dir/history.json``, rewritten atomically at every evaluation.
+    ``on_step(model, step, info)`` is called before the first step (step 0) and after every step,
+    outside the training time and with the random state saved and restored around it, so a
+    measurement in the loop (`landscape.track.Tracker.callback`) leaves the run unchanged;
+    ``info`` holds the epoch, the learning rate of the next step and the last batch loss.
     """
     x, y = as_tensors(train_data)
     n = len(x)
     _check_args(batch_size, n, epochs, steps, lr, weight_decay, momentum, snapshot_every, out_dir,
                 target_error, test_data is not None)
+    if target_loss is not None and test_data is None:
+        raise LandscapeError("target_loss is measured on test data: pass test_data as well")
     out = Path(out_dir) if out_dir is not None else None
-    spec = model_spec(model) if out is not None else getattr(model, "landscape_spec", None)
+    spec = model_spec(model)  # None for a module build_model did not make: saved as weights + meta (reload_note)
     dev = resolve_device(device, model)
     steps_per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
     total_steps = int(steps) if steps is not None else max(1, round(float(epochs) * steps_per_epoch))
@@ -158,6 +172,7 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
         "schedule": schedule, "warmup_steps": int(warmup_steps), "seed": int(seed), "loss": loss_name(loss),
         "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "budget_epochs": epochs,
         "budget_steps": steps, "drop_last": drop_last, "device": str(dev), "target_error": target_error,
+        "target_loss": target_loss, "steps_to_target_loss": None, "time_to_target_loss": None,
         "steps_to_target": None, "time_to_target": None, "epochs_to_target": None, "diverged": False,
         "torch_version": str(torch.__version__),
     }
@@ -195,6 +210,14 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
         with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
             torch.manual_seed(int(seed))
             model.train()
+
+            def call_hook(batch_loss: float | None) -> None:
+                if on_step is not None:
+                    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
+                        on_step(model, step, {"epoch": step / steps_per_epoch, "lr": sched(min(step, total_steps - 1)),
+                                              "batch_loss": batch_loss})
+                    model.train()
+            call_hook(None)
             while step < total_steps and not stopped:
                 perm = torch.randperm(n, generator=gen).to(dev)
                 for b in range(steps_per_epoch):
@@ -214,14 +237,17 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
                     step += 1
                     loss_value = float(batch_loss.detach())  # synchronizes on GPU, so the timing is honest
                     train_time += time.perf_counter() - t0
-                    run_loss += loss_value * len(xb)
-                    if outputs.dim() == 2 and yb.dtype == torch.int64:
-                        run_correct += float((outputs.detach().argmax(1) == yb).sum())
-                    run_count += len(xb)
+                    weight = count_targets(yb)  # samples, or counted tokens of (B, T) targets
+                    run_loss += loss_value * weight
+                    if not yb.is_floating_point():  # class or token indices (argmax over the last axis)
+                        run_correct += float(correct_count(outputs.detach(), yb))
+                    run_count += weight
                     bar.update(1)
                     if not math.isfinite(loss_value):
                         meta["diverged"] = True
                         stopped = True
+                    else:
+                        call_hook(loss_value)
                     if step % eval_every == 0 or step == total_steps or stopped:
                         _sync(dev)
                         entry = {"step": step, "epoch": step / steps_per_epoch, "lr": lr_now,
@@ -235,7 +261,13 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
                                     and 1.0 - test_acc < target_error):
                                 meta.update(steps_to_target=step, time_to_target=train_time,
                                             epochs_to_target=step / steps_per_epoch)
-                                stopped = stopped or stop_at_target
+                            if (target_loss is not None and meta["steps_to_target_loss"] is None
+                                    and test_loss < target_loss):
+                                meta.update(steps_to_target_loss=step, time_to_target_loss=train_time)
+                            reached = [meta[k] is not None for k, t in (("steps_to_target", target_error),
+                                                                        ("steps_to_target_loss", target_loss))
+                                       if t is not None]
+                            stopped = stopped or (stop_at_target and bool(reached) and all(reached))
                             bar.set_postfix(loss=f"{entry['train_loss']:.3g}", test_acc=f"{test_acc:.3f}")
                         history.append(entry)
                         write_history("running")
@@ -257,5 +289,9 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
     checkpoint = None
     if out is not None:
         checkpoint = save_checkpoint(out / "model.pt", model, meta)
+        if spec is None:
+            import warnings
+
+            warnings.warn(reload_note(checkpoint, model), stacklevel=2)
     write_history("diverged" if meta["diverged"] else "finished")
     return TrainResult(model=model, meta=meta, history=history, checkpoint=checkpoint, snapshots=snapshots)

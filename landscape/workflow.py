@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .data import get_dataset
-from .directions import (interpolation_direction, load_directions, plane_directions, random_directions,
-                         save_directions)
+from .directions import (interpolation_direction, load_directions, orthogonal_to, plane_directions,
+                         random_directions, save_directions)
 from .errors import LandscapeError
-from .surface import Surface, compute_surface, subset_hash
+from .imports import default_loss
+from .surface import Surface, compute_surface, read_surface_file, subset_hash
 
 if TYPE_CHECKING:
     from .hessian.extremes import EigenExtremes
@@ -37,20 +38,26 @@ class SurfaceJob:
     splits: Sequence[str] = ("train", "test")
     norm: str = "filter"
     ignore: str = "biasbn"
+    bias_dir: str = "random"  # with ignore="none": how 1-D tensors move (random | weights, the older tool's)
     kind: str | None = None
     seed: int = 0
     orthogonalize: bool = False
     dir_file: str | None = None
     samples: int | None = None
-    loss: str = "crossentropy"
+    loss: str | None = None  # None: the checkpoint's own (landscape.imports.default_loss)
     batch_size: int | None = None
     device: str | None = None
     rtol: float | None = None
     min_samples: int = 512
-    precision: str = "fp32"
+    precision: str | None = None  # fp32 | tf32 | bf16; None: the resumed file's, else fp32
     layout: str = "auto"
     fold_bn: str = "auto"  # auto | on | off: evaluate with BatchNorm folded into the convs (landscape.fusion)
+    # BatchNorm statistics at each point (landscape.bnstats): auto recomputes them between checkpoints
+    # and wherever the directions move them
+    bn_stats: str = "auto"
+    bn_samples: int | None = 2000
     threads: int | None = None
+    data_on: str = "auto"  # auto | device | stream (landscape.risk)
     out: str = "out"
     progress: bool = True
     eig: bool = False  # also max_eig/min_eig of the train-loss Hessian at every point (one Lanczos run each)
@@ -73,18 +80,20 @@ def load_job_checkpoint(path: str, job: SurfaceJob, device: str = "cpu") -> Chec
     return load_checkpoint(path, model=job.model, model_args=job.model_args, map_location=device)
 
 
-def _existing_attr(path: Path, name: str):
-    """A resumed surface keeps the batch size, layout and BN folding it was started with (sums stay bit-identical)."""
-    if not path.exists():
-        return None
-    import h5py
+def _existing_attrs(path: Path) -> dict:
+    """The attributes of the landscape surface file at ``path``; {} when there is none or it is
+    damaged (`compute_surface` refuses those with the reason, before anything is written).
 
+    A resumed surface keeps the batch size, layout and BN folding it was started with (sums stay
+    bit-identical) unless they are given explicitly.
+    """
+    if not path.exists():
+        return {}
     try:
-        with h5py.File(path, "r") as f:
-            value = f.attrs.get(name)
-    except (OSError, ValueError):
-        return None
-    return value.decode() if isinstance(value, bytes) else (value.item() if hasattr(value, "item") else value)
+        attrs = read_surface_file(path, "")[-1]
+    except LandscapeError:
+        return {}
+    return attrs if attrs.get("format") == "landscape-surface" else {}
 
 
 def job_directions(job: SurfaceJob, base: Checkpoint) -> tuple[list[dict], dict]:
@@ -104,12 +113,19 @@ def job_directions(job: SurfaceJob, base: Checkpoint) -> tuple[list[dict], dict]
     if job.ckpt2:
         b = load_job_checkpoint(job.ckpt2, job)
         dirs = [interpolation_direction(base.model, b.model, kind)]
-        if job.y is not None:  # a random filter-normalized y next to the interpolation x
-            dirs.append(random_directions(base.model, 1, job.norm, job.ignore, kind, job.seed)[0])
-        return dirs, {"kind": kind, "ckpt2": job.ckpt2, "norm_y": job.norm if job.y is not None else "none"}
-    dirs = random_directions(base.model, n, job.norm, job.ignore, kind, job.seed, job.orthogonalize)
+        if job.y is not None:  # a random normalized y, orthogonal to the line: the plane through both minima
+            rand = random_directions(base.model, 1, job.norm, job.ignore, kind, job.seed, bias_dir=job.bias_dir)[0]
+            dirs.append(orthogonal_to(rand, dirs[0]))
+        return dirs, {"kind": kind, "ckpt2": job.ckpt2, "norm_y": job.norm if job.y is not None else "none",
+                      "y_orthogonal": job.y is not None, **(_bias_dir_attr(job) if job.y is not None else {})}
+    dirs = random_directions(base.model, n, job.norm, job.ignore, kind, job.seed, job.orthogonalize, job.bias_dir)
     return dirs, {"kind": kind, "norm": job.norm, "ignore": job.ignore, "seed": job.seed,
-                  "orthogonalize": job.orthogonalize}
+                  "orthogonalize": job.orthogonalize, **_bias_dir_attr(job)}
+
+
+def _bias_dir_attr(job: SurfaceJob) -> dict:
+    """Recorded (direction file, surface fingerprint) where it matters: random directions with ignore='none'."""
+    return {"bias_dir": job.bias_dir} if job.ignore == "none" else {}
 
 
 def job_data(job: SurfaceJob, base: Checkpoint) -> tuple[str, dict]:
@@ -129,6 +145,7 @@ class EigMeasure:
     def __init__(self, extremes: EigenExtremes, fingerprint: Mapping[str, Any]):
         self.extremes = extremes
         self.fingerprint = dict(fingerprint)
+        self.names = (*extremes.names, "eig_converged")
 
     def __call__(self, model) -> dict[str, float]:
         before = self.extremes.n_unconverged
@@ -177,18 +194,20 @@ def eig_note(surface: Surface) -> str | None:
             "is a lower and min_eig an upper bound")
 
 
-def _check_eig_resume(job: SurfaceJob, out: Path) -> None:
-    """Say in CLI terms why an existing file cannot take this job (settings are checked by the fingerprint)."""
-    if _existing_attr(out, "format") != "landscape-surface":
+def _check_eig_resume(job: SurfaceJob, out: Path, had: Mapping[str, Any]) -> None:
+    """Say in CLI terms why an existing file (attributes ``had``) cannot take this job (settings are
+    checked by the fingerprint)."""
+    if not had:
         return  # no file yet, or one SurfaceStore refuses with its own message
-    had = _existing_attr(out, "eig_tol")
-    if job.eig and had is None:
+    tol = had.get("eig_tol")
+    if job.eig and tol is None:
         raise LandscapeError(f"{out} was computed without --eig; use another --out for a surface with Hessian "
                              "eigenvalues (or delete the file to recompute)")
-    if not job.eig and had is not None:
-        flags = f"--eig --eig-tol {had:g} --eig-max-iter {_existing_attr(out, 'eig_max_iter')}"
-        if _existing_attr(out, "eig_subset") != "all":
-            flags += f" --eig-samples {_existing_attr(out, 'eig_samples')}"
+    if not job.eig and tol is not None:
+        tol = f"{tol:g}" if isinstance(tol, (int, float)) else tol
+        flags = f"--eig --eig-tol {tol} --eig-max-iter {had.get('eig_max_iter')}"
+        if had.get("eig_subset") != "all":
+            flags += f" --eig-samples {had.get('eig_samples')}"
         raise LandscapeError(f"{out} was computed with {flags}; add those to resume it, draw it with landscape "
                              "render, or use another --out")
 
@@ -210,6 +229,7 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     configure_threads(comm, job.threads)
     device = rank_device(comm, job.device)
     base = load_job_checkpoint(job.ckpt, job, device)
+    job.loss = default_loss(job.loss, base.meta)
     directions, dir_attrs = job_directions(job, base)
     kind = dir_attrs.get("kind") or dir_attrs.get("dir_kind") or job.kind or "weights"
     name, splits = job_data(job, base)
@@ -219,17 +239,17 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     fold_bn = {True: "on", False: "off"}.get(job.fold_bn, job.fold_bn)
     if fold_bn not in ("auto", "on", "off"):
         raise LandscapeError(f"--fold-bn must be auto, on or off, got {job.fold_bn!r}")
-    on_root(comm, lambda: _check_eig_resume(job, out))
+    had = on_root(comm, lambda: _existing_attrs(out))  # read once, on the rank that writes
+    _check_eig_resume(job, out, had)
+    bn_stats = "recompute" if job.bn_stats == "auto" and job.mode in ("line", "plane") else job.bn_stats
+    bn_data = None if "train" in splits else get_dataset(name, "train", job.data_root)
     if job.eig:
         extra = [*extra, job_eig_measure(job, name, splits, device)]
     if rank_of(comm) == 0:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_directions(out.parent / f"{out.stem}_directions.h5", directions,
-                        {**dir_attrs, "checkpoint_sha256": base.sha256, "checkpoint": str(job.ckpt)})
-        batch_size = batch_size or _existing_attr(out, "batch_size")
-        layout = layout or _existing_attr(out, "layout")
-        if fold_bn == "auto" and _existing_attr(out, "format") == "landscape-surface":  # resume as it was made
-            fold_bn = "on" if (_existing_attr(out, "fold_bn") or 0) > 0 else "off"
+        batch_size = batch_size or had.get("batch_size")
+        layout = layout or had.get("layout")
+        if fold_bn == "auto" and had:  # resume as it was made
+            fold_bn = "on" if had.get("fold_bn") not in (None, 0, "0", "none") else "off"
         if not batch_size or not layout:
             from .data import as_tensors
             from .evaluation import cached_batch_size, cached_layout
@@ -245,6 +265,11 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
              **{f"meta_{k}": v for k, v in base.meta.items() if isinstance(v, (int, float, str))}}
     return compute_surface(base.model, directions, splits, job.x, job.y, out, loss=job.loss,
                            batch_size=int(batch_size), device=device, kind=kind, samples=job.samples,
-                           layout=str(layout), fold_bn=fold_bn,
-                           rtol=job.rtol, min_samples=job.min_samples, precision=job.precision, extra=extra,
-                           progress=job.progress, attrs=attrs, comm=comm)
+                           layout=str(layout), fold_bn=fold_bn, bn_stats=bn_stats, bn_data=bn_data,
+                           bn_samples=job.bn_samples,
+                           rtol=job.rtol, min_samples=job.min_samples, extra=extra,
+                           precision=job.precision or had.get("precision") or "fp32",
+                           progress=job.progress, attrs=attrs, comm=comm, data_on=job.data_on,
+                           before_write=lambda: save_directions(  # once the surface accepted this run
+                               out.parent / f"{out.stem}_directions.h5", directions,
+                               {**dir_attrs, "checkpoint_sha256": base.sha256, "checkpoint": str(job.ckpt)}))

@@ -132,11 +132,11 @@ def test_rerun_reuses_finished_parts_and_a_kill_loses_only_the_part_in_flight(ck
 ])
 def test_a_kill_inside_a_long_part_keeps_its_finished_pieces(ckpt, tmp_path, capsys, monkeypatch, part, options,
                                                             kill_at, saved, message, new_hvps):
-    from landscape.hessian import HessianOperator
+    from landscape.risk import EmpiricalRisk
 
     path, _ = ckpt
     cmd = ["hessian", "--ckpt", str(path), "--no-eigenvalues", "--samples", "120", "--no-progress", *options]
-    real, calls = HessianOperator.mm, []
+    real, calls = EmpiricalRisk.hmm, []
 
     def killed(self, V):
         calls.append(1)
@@ -145,7 +145,7 @@ def test_a_kill_inside_a_long_part_keeps_its_finished_pieces(ckpt, tmp_path, cap
         return real(self, V)
 
     with monkeypatch.context() as m:
-        m.setattr(HessianOperator, "mm", killed)
+        m.setattr(EmpiricalRisk, "hmm", killed)
         assert main(cmd + ["--out", str(tmp_path / "a")]) == 130
     partial = json.loads((tmp_path / "a" / "hessian.json").read_text())
     assert saved(partial) and part not in partial

@@ -14,8 +14,8 @@ import sys
 from typing import Sequence
 
 # Order is the order shown by --help.
-COMMANDS = ["demo", "train", "plot", "surface", "render", "view", "hessian", "sharpness", "sweep", "report",
-            "figures", "bench", "info"]
+COMMANDS = ["demo", "train", "track", "plot", "surface", "render", "view", "hessian", "sharpness", "sweep",
+            "report", "figures", "bench", "info"]
 
 
 def _available_commands() -> list[str]:
@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flag_message(message: str, args: argparse.Namespace) -> str:
+    """A library error names parameters (``rtol must be positive``); on the command line it names the
+    flag that sets it (``--rtol must be positive``) when the command has one of that name."""
+    first, _, rest = message.partition(" ")
+    if first.isidentifier() and first in vars(args) and not first.startswith("_") and rest:
+        return f"--{first.replace('_', '-')} {rest}"
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ..errors import LandscapeError
 
@@ -60,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except LandscapeError as e:
-        print(f"landscape {args.command}: error: {e}", file=sys.stderr)
+        print(f"landscape {args.command}: error: {flag_message(str(e), args)}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
         print(f"landscape {args.command}: error: no such file: {e.filename or e}", file=sys.stderr)

@@ -5,7 +5,7 @@ import argparse
 import importlib
 import json
 
-from .common import positive_int
+from .common import DATA_HELP, add_dataset_arg, add_model_arg, positive_int
 
 HELP = ("benchmark the surface evaluator (against the older tool's loop: --baseline ll), the Hessian solvers "
         "(--hessian) or the shift kernel (--op shift)")
@@ -17,8 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", choices=["ll"], default=None,
                    help="time the surface evaluator against a loop in the older loss-landscape tool's style (ll), "
                         "side by side on the digits convnet and a ResNet-20 at CIFAR shape")
-    p.add_argument("--model", default="convnet", help="registry model name")
-    p.add_argument("--dataset", default=None, help="dataset (default: digits, or the checkpoint's own with --ckpt)")
+    add_model_arg(p, "convnet")
+    add_dataset_arg(p, None, DATA_HELP + " (default: digits, or the checkpoint's own with --ckpt)")
     p.add_argument("--ckpt", default=None,
                    help="with --hessian: measure this checkpoint instead of training the default model first")
     p.add_argument("--data-root", default=None)
@@ -35,13 +35,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="BatchNorm folding of the timed surface (landscape surface --fold-bn)")
     p.add_argument("--repeat", type=positive_int, default=5,
                    help="timed repetitions (surface mode: max(1, REPEAT // 2) interleaved sweeps over the grid)")
+    p.add_argument("--data-on", default=None, choices=["stream"],
+                   help="stream: peak memory of a surface and a top eigenvalue streamed from a memory-mapped "
+                        "dataset the bench writes (--stream-gib), and streaming vs resident time per point")
+    p.add_argument("--stream-gib", type=float, default=4.0, help="size of the generated dataset for --data-on stream")
+    p.add_argument("--stream-fit-gib", type=float, default=0.1,
+                   help="size of the dataset that fits, for the streaming vs resident timing")
+    p.add_argument("--stream-dir", default=None, help="where --data-on stream writes its files (default: the temp dir)")
     p.add_argument("--json", dest="json_out", default=None, help="also write the JSON result to this file")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import LandscapeError
 
-    mode = "hessian" if args.hessian else (args.op or ("baseline" if args.baseline else "surface"))
+    mode = "hessian" if args.hessian else (args.op or ("baseline" if args.baseline else
+                                                       "stream" if args.data_on == "stream" else "surface"))
     if args.ckpt and mode != "hessian":
         raise LandscapeError("--ckpt is only read by bench --hessian; the surface bench builds its own model")
     if not args.ckpt:

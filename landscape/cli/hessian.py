@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from .common import non_negative_float, positive_int
-from .measure import PartsFile, add_measure_data_args, load_measure_inputs, output_dir
+from .measure import add_measure_data_args, load_measure_inputs, output_dir
 
 # SLQ settings: the default is a first look (see README for its accuracy), --density-full the fine one.
 DENSITY_QUICK, DENSITY_FULL = (40, 3), (80, 10)
@@ -77,15 +77,16 @@ def run(args: argparse.Namespace) -> int:
     from ..cost import announce, hessian_plan
     from ..errors import LandscapeError
     from ..hessian.precision import CHECK_SAMPLES
+    from ..store import MeasureStore
 
     if args.no_eigenvalues and not (args.trace or args.density):
         raise LandscapeError("--no-eigenvalues leaves nothing to measure: add --trace and/or --density")
     ckpt, data, info = load_measure_inputs(args)
     progress = not args.no_progress
-    op = hessian.HessianOperator(ckpt.model, data, args.loss, args.batch_size, args.params, args.weight_decay,
-                                 info["device"])
+    op = hessian.EmpiricalRisk(ckpt.model, data, loss=args.loss, batch_size=args.batch_size, params=args.params,
+                               weight_decay=args.weight_decay, device=info["device"], data_on=args.data_on)
     out_dir = output_dir(args)
-    record = PartsFile(out_dir / "hessian.json", {**info, "operator": op.settings})
+    record = MeasureStore(out_dir / "hessian.json", {**info, "operator": op.settings})
     lines = [f"{args.ckpt}: Hessian over {op.num_params:,} parameters, {op.num_samples:,} {args.split} samples"
              + (f", weight decay {args.weight_decay:g} included" if args.weight_decay else "")]
     reused = " (reused: same checkpoint, data and settings)"
@@ -109,61 +110,47 @@ def run(args: argparse.Namespace) -> int:
             stored = part is not None and (rounding is not None or not check)
             note = reused if stored else ""
             if not stored:
-                res = hessian.eigenvalues(ckpt.model, op, k=args.k, which=which, method=args.method, tol=args.tol,
-                                          max_iter=args.max_iter, seed=args.seed, progress=progress,
-                                          return_vectors=check)
+                res = hessian.eigenvalues(op, k=args.k, which=which, method=args.method, tol=args.tol,
+                                          max_iter=args.max_iter, seed=args.seed, progress=progress)
                 part = res.to_dict()
                 record.put(f"{which}_eigenvalues", part, request)
-                if check:
-                    rounding = {"value": hessian.rounding_error(op, res.vectors[0]), "vector": f"{which} eigenvector",
+                if check:  # measured by eigenvalues() and folded into its errors; its own part for the note
+                    rounding = {"value": res.rounding_error, "vector": f"{which} eigenvector",
                                 "samples": min(CHECK_SAMPLES, op.num_samples)}
                     record.put("float32_rel_error", rounding, request)
-            flag = "" if part["converged"] else "  (NOT converged: raise --max-iter or loosen --tol)"
+            flag = "" if part["converged"] else "  (limited by float32 rounding, see the note)" if \
+                part.get("precision_limited") else "  (NOT converged: raise --max-iter or loosen --tol)"
             lines.append(f"{which} {args.k} ({args.method}, {part['n_hvps']} HVPs): "
                          + ", ".join(f"{v:.6g}" for v in part["values"]) + flag + note)
             if check:
                 lines += _rounding_note(rounding["value"], which, args.tol, rounding["samples"])
-    if args.trace:
+    if args.trace:  # finished Hutchinson probes are saved block by block and picked up again (hessian.trace)
         request = {"probes": args.probes, "method": args.trace_method, "seed": args.seed}
-        part, note = record.reuse("trace", request), reused
-        if part is None:  # Hutchinson's finished probes are saved block by block ("trace_probes")
-            resumable = args.trace_method == "hutchinson"
-            partial = (record.reuse("trace_probes", request) if resumable else None) or {"samples": []}
-
-            def save_block(samples) -> None:
-                record.put("trace_probes", {"samples": samples}, request)
-
-            done = partial["samples"]
-            part = hessian.trace(ckpt.model, op, n_probes=args.probes, method=args.trace_method, seed=args.seed,
-                                 progress=progress, done=done, on_block=save_block if resumable else None).to_dict()
-            note = f" ({len(done)} of {args.probes} probes reused from an interrupted run)" if done else ""
-            record.drop("trace_probes")
-            record.put("trace", part, request)
-        lines.append(f"trace ({args.trace_method}, {part['n_hvps']} HVPs): {part['value']:.6g} +- "
-                     f"{part['stderr']:.2g} (s.e.){note}")
-    if args.density:
+        stored = record.reuse("trace", request)
+        reuse = stored is not None
+        res = hessian.TraceResult.from_dict(stored) if reuse else hessian.trace(
+            op, n_probes=args.probes, method=args.trace_method, seed=args.seed, progress=progress, store=record)
+        resumed = res.settings.get("resumed_probes", 0)
+        note = reused if reuse else (f" ({resumed} of {args.probes} probes reused from an interrupted run)"
+                                     if resumed else "")
+        lines.append(f"trace ({args.trace_method}, {res.n_hvps} HVPs): {res.value:.6g} +- "
+                     f"{res.stderr:.2g} (s.e.){note}")
+    if args.density:  # finished SLQ runs are saved one by one and picked up again (hessian.density)
         request = {"n_iter": args.density_iter, "n_runs": args.density_runs, "seed": args.seed}
-        part, note = record.reuse("density", request), reused
-        png, fresh = out_dir / "density.png", part is None
-        if fresh:  # finished SLQ runs are saved one by one ("density_runs") and picked up again
-            partial = record.reuse("density_runs", request) or {"runs": {}}
-            done = {int(r): (run["nodes"], run["weights"]) for r, run in partial["runs"].items()}
-
-            def save_run(r: int, nodes, weights) -> None:
-                partial["runs"][str(r)] = {"nodes": nodes, "weights": weights}
-                record.put("density_runs", partial, request)
-
-            part, note = hessian.density(ckpt.model, op, n_iter=args.density_iter, n_runs=args.density_runs,
-                                         seed=args.seed, progress=progress, done=done, on_run=save_run).to_dict(), ""
-            part["png"] = str(png)
-            if done:
-                note = f" ({len(done)} of {args.density_runs} runs reused from an interrupted run)"
+        png = out_dir / "density.png"
+        part = record.reuse("density", request)
+        reuse = part is not None
+        if not reuse:
+            part = hessian.density(op, n_iter=args.density_iter, n_runs=args.density_runs, seed=args.seed,
+                                   progress=progress, store=record).to_dict()
+        resumed = part["settings"].get("resumed_runs", 0)
+        note = reused if reuse else (f" ({resumed} of {args.density_runs} runs reused from an interrupted run)"
+                                     if resumed else "")
         hessian.plot_density(part["grid"], part["density"], png,  # drawn again on reuse: the PNG may be gone
                              f"{'/'.join(Path(args.ckpt).parts[-2:])}: Hessian spectral density (SLQ, "
                              f"{args.density_runs} runs x {args.density_iter} steps)")
-        if fresh:  # recorded once its figure exists
-            record.drop("density_runs")
-            record.put("density", part, request)
+        if not reuse:
+            record.put("density", {**part, "png": str(png)}, request)
         lines.append(_density_line(part, png) + note)
     path = record.write()
     print("\n".join(lines))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .common import add_checkpoint_args, add_data_args, grid_range, positive_float, positive_int
+from .measure import add_data_on_arg
 
 HELP = "compute a 1D/2D loss surface into an h5 file (no figures)"
 
@@ -17,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--norm", default="filter", choices=["filter", "layer", "weight", "dfilter", "dlayer", "none"])
     p.add_argument("--ignore", default="biasbn", choices=["biasbn", "none"],
                    help="biasbn: zero direction on biases and BN parameters")
+    p.add_argument("--bias-dir", default="random", choices=["random", "weights"],
+                   help="with --ignore none, how biases and BN parameters move: a random vector scaled to their "
+                        "norm, or the weights themselves (tomgoldstein/loss-landscape's behaviour)")
     p.add_argument("--kind", default=None, choices=["weights", "states"],
                    help="perturb parameters only, or the whole state_dict incl. BN statistics "
                         "(default: weights; states between checkpoints)")
@@ -28,13 +32,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rtol", type=positive_float, default=None,
                    help="stop each point once the loss's standard error is below RTOL x loss")
     p.add_argument("--min-samples", type=positive_int, default=512, help="samples before --rtol may stop")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    p.add_argument("--precision", default=None, choices=["fp32", "tf32", "bf16"],
+                   help="default: fp32, or what the surface being resumed was computed with")
     p.add_argument("--layout", default="auto", choices=["auto", "contiguous", "channels_last"],
                    help="memory layout of 4D models (auto: the faster one, measured once per model and device "
                         "and remembered, so the same command stays bit-identical)")
     p.add_argument("--fold-bn", default="auto", choices=["auto", "on", "off"],
                    help="evaluate with each eval-mode BatchNorm folded into the conv before it, refolded at every "
                         "point (auto: when the model allows it; values differ from unfolded at float rounding)")
+    p.add_argument("--bn-stats", default="auto", choices=["auto", "recompute", "interpolate", "keep"],
+                   help="BatchNorm running statistics at each point: recompute them from a fixed seeded set of "
+                        "train batches, interpolate them along the direction (past a checkpoint variances can go "
+                        "negative: an artefact), or keep the centre model's (auto: recompute between checkpoints "
+                        "and where the direction moves them)")
+    p.add_argument("--bn-samples", type=positive_int, default=2000, metavar="N",
+                   help="train samples that --bn-stats recompute estimates the statistics from (default 2000, or "
+                        "the whole split if smaller)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads per process (default: 1 per rank under mpirun, torch's default otherwise)")
     p.add_argument("--eig", action="store_true",
@@ -50,6 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eig-seed", type=int, default=argparse.SUPPRESS, metavar="SEED",
                    help="seed of that subset and of the Lanczos start vector (default: 0)")
     p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    add_data_on_arg(p)
     p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the planned work (points x samples) and its estimated time from a short pilot, then stop")
@@ -87,11 +101,13 @@ def job_from_args(args: argparse.Namespace):
     x = args.x if args.x is not None else (np.linspace(-0.5, 1.5, 41) if args.ckpt2 else np.linspace(-1, 1, 51))
     return SurfaceJob(ckpt=args.ckpt, ckpt2=args.ckpt2, ckpt3=args.ckpt3, x=x, y=args.y, model=args.model,
                       model_args=args.model_args, dataset=args.dataset, data_root=args.data_root,
-                      splits=args.splits, norm=args.norm, ignore=args.ignore, kind=args.kind, seed=args.seed,
+                      splits=args.splits, norm=args.norm, ignore=args.ignore,
+                      bias_dir=args.bias_dir, kind=args.kind, seed=args.seed,
                       orthogonalize=args.orthogonalize, dir_file=args.dir_file, samples=args.samples,
                       loss=args.loss, batch_size=args.batch_size, device=args.device, rtol=args.rtol,
                       min_samples=args.min_samples, precision=args.precision, layout=args.layout, fold_bn=args.fold_bn,
-                      threads=args.threads,
+                      bn_stats=args.bn_stats, bn_samples=args.bn_samples,
+                      threads=args.threads, data_on=args.data_on,
                       out=args.out or str(Path("out") / Path(args.ckpt).stem), progress=not args.no_progress,
                       **eig_options(args))
 

@@ -12,7 +12,6 @@ measurements and drawing happen on rank 0 only.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import LandscapeError
-from ..jsonfile import read_json, write_json_atomic
 from .scales import Scale
 
 
@@ -147,6 +145,61 @@ class FigureContext:
         """`scaling_records` that ran to the end: the ones steps-to-result and cost figures read."""
         return [r for r in self.scaling_records() if r["status"] == "finished"]
 
+    def tracked_run(self, batch_size: int, seed: int) -> dict:
+        """A run of the steps-to-result setting at one lr, measured in the loop (`landscape.track`).
+
+        ``{"run_dir", "track", "history"}``; trained into ``cache/tracked`` once, reused after.
+        """
+        from ..jsonfile import read_json
+        from ..track import TRACK_FILE, Tracker
+        from ..train import init_model, train
+
+        s, t = self.scale.scaling, self.scale.tracking
+        run_dir = self.cache / "tracked" / f"bs{batch_size}_s{seed}"
+        done = read_json(run_dir / "history.json") or {}
+        if done.get("status") != "finished" or not (run_dir / TRACK_FILE).exists():
+            self.log(f"  tracked run: batch {batch_size}, seed {seed}, lr {t.lr:g}, {t.steps} steps, measured every "
+                     f"{t.track_every}")
+            for old in run_dir.glob("track*"):
+                old.unlink()
+            train_data = self.data("train", s.dataset)
+            tracker = Tracker(train_data, run_dir, samples=t.samples, n_probes=t.n_probes,
+                              run_meta={"lr": t.lr, "momentum": s.momentum, "batch_size": batch_size, "seed": seed,
+                                        "dataset": s.dataset, "model": s.model})
+            model = init_model(s.model, train_data, seed=seed, **dict(s.model_args))
+            train(model, train_data, self.data("test", s.dataset), lr=t.lr, momentum=s.momentum,
+                  batch_size=batch_size, steps=t.steps, seed=seed, eval_every=t.track_every,
+                  target_error=s.target_error, out_dir=run_dir, dataset=s.dataset, progress=False, device=self.device,
+                  on_step=tracker.callback(t.track_every))
+        return {"run_dir": run_dir, "track": read_json(run_dir / TRACK_FILE), "history": read_json(run_dir / "history.json")}
+
+    def tuned_scaling_records(self) -> list[dict]:
+        """Steps-to-result records at the tracking settings' tuned learning rates, one run per (batch, seed).
+
+        Each run stops at the target (only the first crossing is read), so this costs a fraction of the
+        grid; records look like sweep records (``config`` with ``base_lr``, ``curve``) for `steps_to_result`.
+        """
+        from ..jsonfile import read_json
+        from ..train import init_model, train
+
+        s, t = self.scale.scaling, self.scale.tracking
+        records = []
+        for b, lr in sorted(t.tuned_lrs.items()):
+            for seed in t.seeds:
+                run_dir = self.cache / "tuned" / f"bs{b}_lr{lr:g}_s{seed}"
+                done = read_json(run_dir / "history.json") or {}
+                if done.get("status") != "finished":
+                    self.log(f"  steps to result: batch {b}, lr {lr:g}, seed {seed}")
+                    train_data = self.data("train", s.dataset)
+                    model = init_model(s.model, train_data, seed=seed, **dict(s.model_args))
+                    train(model, train_data, self.data("test", s.dataset), lr=lr, momentum=s.momentum, batch_size=b,
+                          steps=s.steps, seed=seed, eval_every=s.eval_every, target_error=s.target_error,
+                          stop_at_target=True, out_dir=run_dir, dataset=s.dataset, progress=False, device=self.device)
+                    done = read_json(run_dir / "history.json")
+                records.append({"config": {"batch_size": b, "base_lr": lr, "seed": seed}, "curve": done["history"],
+                                "status": "finished"})
+        return records
+
     # ------------------------------------------------------------------ surfaces
     def surface_job(self, name: str, ckpt: str | os.PathLike, x: Sequence[float], y: Sequence[float] | None = None,
                     **job: Any) -> Any:
@@ -170,17 +223,18 @@ class FigureContext:
                 fn: Callable[[Any], Any]) -> Any:
         """``fn(checkpoint)`` (a JSON-able result), cached by the checkpoint's sha256, ``name`` and ``settings``."""
         from ..checkpoint import file_sha256, load_checkpoint
+        from ..store import MeasureStore
 
         if self._measures is None:
-            self._measures = read_json(self._measures_path) or {}
-        key = f"{file_sha256(ckpt)[:20]}|{name}|{json.dumps(dict(settings), sort_keys=True, default=str)}"
-        if key not in self._measures:
+            self._measures = MeasureStore(self._measures_path, {"store": "figures"}, container="measures")
+        key = f"{file_sha256(ckpt)[:20]}|{name}"
+        if self._measures.reuse(key, settings) is None:
             ck = load_checkpoint(ckpt, map_location=self.device)
             start = time.perf_counter()
             value = fn(ck)
-            self._measures[key] = {"value": value, "seconds": time.perf_counter() - start, "checkpoint": str(ckpt)}
-            write_json_atomic(self._measures_path, self._measures)
-        return self._measures[key]["value"]
+            self._measures.put(key, {"value": value, "seconds": time.perf_counter() - start, "checkpoint": str(ckpt)},
+                               dict(settings))
+        return self._measures.reuse(key, settings)["value"]
 
     # ------------------------------------------------------------------ output
     def save(self, fig: Any, stem: str, dpi: int = 150) -> list[Path]:
