@@ -180,7 +180,10 @@ def surface_plan(job: Any, *, workers: int = 1, pilot_samples: int = PILOT_SAMPL
 
     if job.eig:  # bad --eig-* values are reported before anything is loaded, as the run itself does
         _check_eig_settings(job)
+    from .imports import default_loss
+
     base = load_job_checkpoint(job.ckpt, job, "cpu" if job.device is None else job.device)
+    loss = default_loss(job.loss, base.meta)
     directions, _ = job_directions(job, base)
     _, splits = job_data(job, base)
     total = len(job.x) * (1 if job.y is None else len(job.y))
@@ -206,8 +209,8 @@ def surface_plan(job: Any, *, workers: int = 1, pilot_samples: int = PILOT_SAMPL
 
     def points(k: int) -> Callable[[], Any]:
         return lambda: compute_surface(
-            base.model, directions[:1], pilot, np.linspace(0.0, 1e-3, k), None, None, loss=job.loss,
-            batch_size=min(job.batch_size or 256, 256), device=job.device, precision=job.precision,
+            base.model, directions[:1], pilot, np.linspace(0.0, 1e-3, k), None, None, loss=loss,
+            batch_size=min(job.batch_size or 256, 256), device=job.device, precision=job.precision or "fp32",
             layout="contiguous" if job.layout == "auto" else job.layout, fold_bn=job.fold_bn, progress=False,
             comm=None)
 
@@ -223,7 +226,7 @@ def surface_plan(job: Any, *, workers: int = 1, pilot_samples: int = PILOT_SAMPL
         train = splits.get("train", next(iter(splits.values())))
         n_train = len(_head(train, 10 ** 12)[0])
         eig_n = min(job.eig_samples or n_train, n_train)
-        hvp = pass_seconds_per_sample(base.model, train, ["hvp"], loss=job.loss, device=job.device,
+        hvp = pass_seconds_per_sample(base.model, train, ["hvp"], loss=loss, device=job.device,
                                       pilot_samples=pilot_samples)["hvp"]  # one Lanczos product at a time
         steps = min(job.eig_max_iter, 2 * LANCZOS_TYPICAL[0])
         parts.append(Part("Hessian extremes per point (--eig)", todo * steps, eig_n, "hvp", hvp,
@@ -240,13 +243,13 @@ def lanczos_steps(k: int, which: str, n_params: int, max_iter: int | None) -> tu
     return min(cap, LANCZOS_TYPICAL[0] + LANCZOS_TYPICAL[1] * need), cap
 
 
-def hessian_plan(op: Any, *, ends: Sequence[str], k: int, method: str, max_iter: int | None, trace: bool,
+def hessian_plan(op: Any, data: Any, *, ends: Sequence[str], k: int, method: str, max_iter: int | None, trace: bool,
                  probes: int, density: bool, density_iter: int, density_runs: int, float32_check: bool,
                  pilot_samples: int = HVP_PILOT_SAMPLES) -> Plan:
-    """The Hessian-vector products ``landscape hessian`` is about to run, timed by a pilot on ``op``'s model."""
+    """The Hessian-vector products ``landscape hessian`` is about to run, timed by a pilot on ``op``'s model
+    and the first samples of ``data`` (the data ``op`` runs over)."""
     from .hessian.precision import CHECK_SAMPLES
 
-    data = _op_data(op, pilot_samples)
     costs = pass_seconds_per_sample(op.model, data, ["hvp"], loss=op.settings["loss"],
                                     batch_size=op.settings["batch_size"], device=op.device,
                                     params=[n for n, _ in op.named_params], weight_decay=op.weight_decay,
@@ -274,19 +277,6 @@ def hessian_plan(op: Any, *, ends: Sequence[str], k: int, method: str, max_iter:
         parts.append(Part(f"density (SLQ, {density_runs} runs x {steps} steps)", density_runs * steps, n, "hvp",
                           blocked_seconds_per_product(density_runs, costs), note="the runs in lockstep"))
     return Plan("hessian", parts, _pilot_text(min(pilot_samples, n), costs))
-
-
-def _op_data(op: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` samples of a `HessianOperator`'s batches as one (inputs, targets) pair."""
-    xs, ys, have = [], [], 0
-    for batch in op.batches:
-        x, y = batch[0], batch[1]
-        xs.append(x)
-        ys.append(y)
-        have += len(x)
-        if have >= n:
-            break
-    return torch.cat(xs)[:n], torch.cat(ys)[:n]
 
 
 # ------------------------------------------------------------------ sharpness

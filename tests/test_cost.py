@@ -36,7 +36,7 @@ def test_hessian_plan_counts_products(small_digits):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     op = HessianOperator(model, small_digits[0])
-    plan = hessian_plan(op, ends=["largest"], k=3, method="lanczos", max_iter=None, trace=True, probes=20,
+    plan = hessian_plan(op, small_digits[0], ends=["largest"], k=3, method="lanczos", max_iter=None, trace=True, probes=20,
                         density=True, density_iter=30, density_runs=2, float32_check=True, pilot_samples=64)
     by = {p.what.split(" (")[0]: p for p in plan.parts}
     assert by["trace"].passes == 20 and by["density"].passes == 60

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     args.density_iter, args.density_runs = args.density_iter or preset[0], args.density_runs or preset[1]
     ends = ["largest", "smallest"] if args.which == "both" else [args.which]
     plan = lambda: hessian_plan(  # noqa: E731
-        op, ends=[] if args.no_eigenvalues else ends, k=args.k, method=args.method, max_iter=args.max_iter,
+        op, data, ends=[] if args.no_eigenvalues else ends, k=args.k, method=args.method, max_iter=args.max_iter,
         trace=args.trace, probes=args.probes, density=args.density, density_iter=args.density_iter,
         density_runs=args.density_runs, float32_check=op.param_dtype != torch.float64 and not args.no_eigenvalues)
     if announce(plan, args.dry_run):
