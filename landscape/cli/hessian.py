@@ -7,6 +7,9 @@ from pathlib import Path
 from .common import non_negative_float, positive_float, positive_int
 from .measure import add_measure_data_args, load_measure_inputs, output_dir
 
+# SLQ settings: the default is a first look (see README for its accuracy), --density-full the fine one.
+DENSITY_QUICK, DENSITY_FULL = (40, 3), (80, 10)
+
 HELP = "Hessian eigenvalues (Lanczos/power), trace (Hutchinson/Hutch++) and spectral density (SLQ) as JSON"
 DESCRIPTION = ("Measure the Hessian of the dataset loss at a checkpoint, matrix-free (Hessian-vector products "
                "over the whole split, eval mode). Writes OUT/hessian.json and, with --density, OUT/density.png.")
@@ -27,8 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace-method", default="hutchinson", choices=["hutchinson", "hutch++"])
     p.add_argument("--probes", type=positive_int, default=100, help="Hessian-vector products for the trace")
     p.add_argument("--density", action="store_true", help="also estimate the spectral density (SLQ) and draw it")
-    p.add_argument("--density-iter", type=positive_int, default=80, help="Lanczos steps per SLQ run")
-    p.add_argument("--density-runs", type=positive_int, default=10, help="SLQ runs (random start vectors)")
+    p.add_argument("--density-iter", type=positive_int, default=None,
+                   help=f"Lanczos steps per SLQ run (default {DENSITY_QUICK[0]}; {DENSITY_FULL[0]} with --density-full)")
+    p.add_argument("--density-runs", type=positive_int, default=None,
+                   help=f"SLQ runs, random start vectors (default {DENSITY_QUICK[1]}; {DENSITY_FULL[1]} with --density-full)")
+    p.add_argument("--density-full", action="store_true",
+                   help=f"the finer density: {DENSITY_FULL[0]} steps x {DENSITY_FULL[1]} runs ({DENSITY_FULL[0] * DENSITY_FULL[1]} "
+                        f"products instead of {DENSITY_QUICK[0] * DENSITY_QUICK[1]}; the earlier default)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the planned Hessian-vector products and their estimated time from a short pilot, then stop")
     p.add_argument("--no-eigenvalues", action="store_true", help="skip the eigenvalues (trace/density only)")
 
 
@@ -48,10 +58,16 @@ def _rounding_note(err: float, which: str, tol: float, samples: int) -> list[str
 def _density_line(part: dict, png: Path) -> str:
     from ..hessian.density import quadrature_moments
 
+    import numpy as np
+
     m1, m2 = quadrature_moments(part["nodes"], part["weights"], 2)
     nodes = [v for row in part["nodes"] for v in row]
+    # the spread of the runs' own moments is the estimate's accuracy (runs are independent)
+    per_run = np.array([quadrature_moments([n], [w], 2) for n, w in zip(part["nodes"], part["weights"])])
+    se = per_run.std(axis=0, ddof=1) / np.sqrt(len(per_run)) if len(per_run) > 1 else [np.nan, np.nan]
     return (f"density (SLQ, {part['n_hvps']} HVPs): nodes in [{min(nodes):.4g}, {max(nodes):.4g}], "
-            f"tr/P ~ {m1:.4g}, ||H||_F^2/P ~ {m2:.4g}; figure {png}")
+            f"tr/P ~ {m1:.4g} +- {se[0]:.2g}, ||H||_F^2/P ~ {m2:.4g} +- {se[1]:.2g} (s.e. over "
+            f"{len(per_run)} runs); figure {png}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import hessian
+    from ..cost import announce, hessian_plan
     from ..hessian.precision import CHECK_SAMPLES
 
     ckpt, data, info = load_measure_inputs(args)
@@ -74,9 +91,17 @@ def run(args: argparse.Namespace) -> int:
     lines = [f"{args.ckpt}: Hessian over {op.num_params:,} parameters, {op.num_samples:,} {args.split} samples"
              + (f", weight decay {args.weight_decay:g} included" if args.weight_decay else "")]
     reused = " (reused: same checkpoint, data and settings)"
+    preset = DENSITY_FULL if args.density_full else DENSITY_QUICK
+    args.density_iter, args.density_runs = args.density_iter or preset[0], args.density_runs or preset[1]
+    ends = ["largest", "smallest"] if args.which == "both" else [args.which]
+    plan = lambda: hessian_plan(  # noqa: E731
+        op, data, ends=[] if args.no_eigenvalues else ends, k=args.k, method=args.method, max_iter=args.max_iter,
+        trace=args.trace, probes=args.probes, density=args.density, density_iter=args.density_iter,
+        density_runs=args.density_runs, float32_check=op.param_dtype != torch.float64 and not args.no_eigenvalues)
+    if announce(plan, args.dry_run):
+        return 0
 
     if not args.no_eigenvalues:
-        ends = ["largest", "smallest"] if args.which == "both" else [args.which]
         for which in ends:
             request = {"k": args.k, "which": which, "method": args.method, "tol": args.tol,
                        "max_iter": args.max_iter, "seed": args.seed}

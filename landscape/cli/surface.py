@@ -67,7 +67,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
     add_data_on_arg(p)
     p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the planned work (points x samples) and its estimated time from a short pilot, then stop")
     p.add_argument("--no-progress", action="store_true")
+
+
+def announce_plan(args: argparse.Namespace, job) -> bool:
+    """Print the job's planned work and estimated time (rank 0); True when --dry-run says to stop."""
+    from ..cost import announce, surface_plan
+    from ..parallel import get_comm, rank_of
+
+    comm = get_comm()
+    if rank_of(comm) == 0:
+        announce(lambda: surface_plan(job, workers=comm.Get_size() if comm is not None else 1), args.dry_run)
+    return args.dry_run
 
 
 def eig_options(args: argparse.Namespace) -> dict:
@@ -118,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     from ..parallel import get_comm, rank_of
     from ..workflow import eig_note, run_surface_job
 
+    if announce_plan(args, job):
+        return 0
     surface = run_surface_job(job)
     if rank_of(get_comm()) == 0:
         print(f"surface: {job.surface_path()} ({int(surface.done.sum())}/{surface.done.size} points)")

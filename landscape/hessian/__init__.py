@@ -33,6 +33,7 @@ from . import precision
 from .precision import rounding_error
 from .trace import DEFAULT_BLOCK_SIZE, hutch_plus_plus, hutchinson
 from ..jsonfile import jsonable as _jsonable
+from ..reprs import ShortRepr
 
 __all__ = ["eigenvalues", "trace", "density", "EigenResult", "TraceResult", "DensityResult", "HessianOperator",
            "EmpiricalRisk",
@@ -44,7 +45,7 @@ METHODS = ("lanczos", "power")
 TRACE_METHODS = ("hutchinson", "hutch++")
 
 
-class _Result:
+class _Result(ShortRepr):
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (tensors such as eigenvectors left out)."""
         return {k: _jsonable(v) for k, v in asdict(self).items() if not isinstance(v, torch.Tensor)}
@@ -59,7 +60,7 @@ class _Result:
         return cls(**values)
 
 
-@dataclass
+@dataclass(repr=False)
 class EigenResult(_Result):
     """Eigenvalues (largest: descending, smallest: ascending) with their error estimates.
 
@@ -87,7 +88,7 @@ class EigenResult(_Result):
         return float(self.values[0])
 
 
-@dataclass
+@dataclass(repr=False)
 class TraceResult(_Result):
     """``tr(H)`` and the standard error of the estimate (of its stochastic part, for Hutch++)."""
 
@@ -98,7 +99,7 @@ class TraceResult(_Result):
     seconds: float = 0.0
 
 
-@dataclass
+@dataclass(repr=False)
 class DensityResult(_Result):
     """SLQ nodes and weights per run, and the smoothed density on ``grid``."""
 

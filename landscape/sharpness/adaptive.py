@@ -30,7 +30,7 @@ from .results import SharpnessResult
 KINDS = ("worst", "average")
 
 
-@dataclass
+@dataclass(repr=False)
 class AdaptiveResult(SharpnessResult):
     """``stderr``: Monte Carlo standard error (average case) or spread over the m-groups (worst case
     with ``m``); NaN where it does not apply."""

@@ -27,7 +27,7 @@ from .objective import objective, sharpness_settings
 from .results import SharpnessResult
 
 
-@dataclass
+@dataclass(repr=False)
 class KeskarResult(SharpnessResult):
     """``value`` is phi (percent); ``max_loss`` the loss at the maximiser, ``base_loss`` f(x)."""
 

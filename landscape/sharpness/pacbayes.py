@@ -28,7 +28,7 @@ from .results import SharpnessResult
 METRICS = ("error", "loss")
 
 
-@dataclass
+@dataclass(repr=False)
 class PacBayesResult(SharpnessResult):
     """``value`` is sigma (the bracket's midpoint); ``flatness`` is ``1 / sigma^2``; ``deviation`` the
     estimated ``E err(w+u) - err(w)`` at the bracket's lower end, which meets the target."""
