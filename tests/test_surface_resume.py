@@ -18,7 +18,7 @@ import landscape
 from landscape.cli import main
 from landscape.errors import LandscapeError
 from landscape.journal import HEADER
-from landscape.surface import SurfaceStore, load_surface
+from landscape.surface import load_surface
 
 X, Y = np.linspace(-1, 1, 4), np.linspace(-1, 1, 3)
 NAMES = ("train_loss", "train_acc")
