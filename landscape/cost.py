@@ -191,7 +191,7 @@ def surface_plan(job: Any, *, workers: int = 1, pilot_samples: int = PILOT_SAMPL
     path = job.surface_path()
     if path.exists():
         try:
-            done = int(load_surface(path).done.sum())
+            done = int(load_surface(path, quiet=True).done.sum())  # the run warns about its journal
         except Exception:  # a file from other settings is refused later, by the run itself
             done = 0
         if 0 < done <= total:

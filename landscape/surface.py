@@ -193,6 +193,15 @@ class MemoryStore:
         return Surface(self.x, self.y, dict(self.arrays), self.done.copy(), attrs, self.path)
 
 
+def _recorded_keys(value: Any) -> list[str] | None:
+    """The settings a file's fingerprint was made of (its ``fingerprint_keys``); None if damaged."""
+    try:
+        keys = json.loads(value)
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
+        return None
+    return keys if isinstance(keys, list) and all(isinstance(k, str) for k in keys) else None
+
+
 class SurfaceStore(MemoryStore):
     """The surface h5 file owned by one writer process, plus its journal and its lock.
 
@@ -254,7 +263,10 @@ class SurfaceStore(MemoryStore):
             raise LandscapeError(f"{self.path} holds a different grid than this command asks for; use another "
                                  "--out (or delete the file) to start a new surface")
         # A setting the file was made with and this run lacks (e.g. an extra measure) counts as "none".
-        recorded = json.loads(old.get("fingerprint_keys", "[]"))
+        recorded = _recorded_keys(old.get("fingerprint_keys", "[]"))
+        if recorded is None:
+            raise LandscapeError(f"{self.path}: its 'fingerprint_keys' attribute is damaged (not a JSON list of "
+                                 f"setting names), so what it was computed with is unknown; {fix}")
         wanted = {**self.fingerprint, **{k: "none" for k in recorded if k not in self.fingerprint}}
         for key, want in wanted.items():
             have = old.get(key, _BEFORE_RECORDED.get(key, "none"))
@@ -428,8 +440,12 @@ def _parse_surface(f, path: Path, fix: str):
     return x, y, arrays, done, others, attrs
 
 
-def load_surface(path: str | os.PathLike) -> Surface:
-    """Read a surface file (including points still only in its journal); damage is one clear error."""
+def load_surface(path: str | os.PathLike, *, quiet: bool = False) -> Surface:
+    """Read a surface file (including points still only in its journal); damage is one clear error.
+
+    A journal of another run or damaged journal lines are left out with a warning; ``quiet`` leaves
+    them out silently, for a caller that only counts points before a run that reads (and warns) again.
+    """
     path = Path(path)
     if not path.exists():
         raise LandscapeError(f"surface file {str(path)!r} does not exist")
@@ -440,9 +456,10 @@ def load_surface(path: str | os.PathLike) -> Surface:
     key = attrs.get("journal_key")
     content = read_journal(journal, key if isinstance(key, str) else None, done.size,
                            frozenset(arrays) if arrays else None)
-    if not content.belongs and content.lines:
-        warn(f"{journal} does not belong to {path} (written by another run); its points are not used")
-    warn_dropped(journal, content, "those points are left out")
+    if not quiet:
+        if not content.belongs and content.lines:
+            warn(f"{journal} does not belong to {path} (written by another run); its points are not used")
+        warn_dropped(journal, content, "those points are left out")
     for p, values in content.points.items():
         if done.flat[p]:
             continue

@@ -68,3 +68,26 @@ def test_dry_run_does_no_work(trained_ckpt, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "keskar: 12 gradient passes x 64 samples" in text and "average: 21 forward passes x 64" in text
     assert not (sharp / "sharpness.json").exists()
+
+
+def test_plan_of_a_resume_counts_journal_points_and_leaves_the_warning_to_the_run(trained_ckpt, tmp_path, capfd):
+    import json
+
+    import h5py
+
+    args = ["surface", "--ckpt", str(trained_ckpt), "--x", "-1:1:4", "--samples", "50", "--splits", "train",
+            "--threads", "1", "--no-progress", "--out", str(tmp_path)]
+    assert main(args) == 0
+    h5 = tmp_path / "random_1d.h5"
+    with h5py.File(h5, "a") as f:  # points 0 and 1 undone; point 0 only in the journal, behind a torn line
+        f["done"][:2] = False
+        key, loss = f.attrs["journal_key"], float(f["train_loss"][0])
+    lines = [{"journal": "landscape-surface-journal", "key": key}, {"p": 0, "v": {"train_loss": loss, "train_acc": 0.5}}]
+    h5.with_name(h5.name + ".journal").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"p": 1, "v": {"tr')
+    capfd.readouterr()
+    assert main([*args, "--dry-run"]) == 0
+    out, err = capfd.readouterr()
+    assert "3 of 4 points already computed" in out and err == ""  # the journal's point counted, silently
+    assert main(args) == 0  # the run reads the journal once more: its one warning
+    warnings = capfd.readouterr().err.strip().splitlines()
+    assert len(warnings) == 1 and "dropped 1 damaged line(s)" in warnings[0], warnings
