@@ -80,3 +80,18 @@ def test_fold_bn_flag_reaches_the_surface_and_its_resume_check(trained_ckpt, tmp
     assert main([*common, "--fold-bn", "on"]) == 2
     err = capsys.readouterr().err.strip()
     assert "fold_bn=0, this command asks for fold_bn=3" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("source, fragment", [
+    (["--dir-file", "d.h5"], "with --dir-file none is drawn"),
+    (["--ckpt2", "b.pt", "--ckpt3", "c.pt", "--y", "-1:1:3"], "with --ckpt3 none is drawn"),
+    (["--ckpt2", "b.pt"], "with --ckpt2 without --y none is drawn"),
+])
+@pytest.mark.parametrize("command", ["surface", "plot"])
+def test_bias_dir_where_no_random_direction_is_drawn_is_refused(command, source, fragment, capsys):
+    from landscape.cli import main
+
+    # refused before any file is opened (none of these exist), in-process
+    assert main([command, "--ckpt", "a.pt", "--ignore", "none", "--bias-dir", "weights", *source]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0] and "drop --bias-dir" in err[0], err

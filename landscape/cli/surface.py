@@ -20,9 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--norm", default="filter", choices=["filter", "layer", "weight", "dfilter", "dlayer", "none"])
     p.add_argument("--ignore", default="biasbn", choices=["biasbn", "none"],
                    help="biasbn: zero direction on biases and BN parameters")
-    p.add_argument("--bias-dir", default="random", choices=["random", "weights"],
-                   help="with --ignore none, how biases and BN parameters move: a random vector scaled to their "
-                        "norm, or the weights themselves (tomgoldstein/loss-landscape's behaviour)")
+    # None unless given, so bias_dir_option can refuse it where no random direction is drawn
+    p.add_argument("--bias-dir", default=None, choices=["random", "weights"],
+                   help="with --ignore none, how biases and BN parameters of random directions move: a random "
+                        "vector scaled to their norm (default), or the weights themselves "
+                        "(tomgoldstein/loss-landscape's behaviour)")
     p.add_argument("--kind", default=None, choices=["weights", "states"],
                    help="perturb parameters only, or the whole state_dict incl. BN statistics "
                         "(default: weights; states between checkpoints)")
@@ -94,6 +96,21 @@ def eig_options(args: argparse.Namespace) -> dict:
     return {"eig": args.eig, **given}
 
 
+def bias_dir_option(args: argparse.Namespace) -> str:
+    """SurfaceJob's bias_dir; given where no random direction is drawn (directions from a file, the
+    plane of three checkpoints, the line between two) it is refused rather than silently ignored."""
+    from ..errors import LandscapeError
+
+    if args.bias_dir is None:
+        return "random"
+    source = ("--dir-file" if args.dir_file else "--trajectory" if getattr(args, "trajectory", None) else
+              "--ckpt3" if args.ckpt3 else "--ckpt2 without --y" if args.ckpt2 and args.y is None else None)
+    if source:
+        raise LandscapeError(f"--bias-dir shapes random directions, and with {source} none is drawn (the "
+                             "directions are fixed by it): drop --bias-dir")
+    return args.bias_dir
+
+
 def job_from_args(args: argparse.Namespace):
     import numpy as np
     from pathlib import Path
@@ -101,6 +118,7 @@ def job_from_args(args: argparse.Namespace):
     from ..errors import LandscapeError
 
     eig = eig_options(args)
+    bias_dir = bias_dir_option(args)
     x = args.x if args.x is not None else (np.linspace(-0.5, 1.5, 41) if args.ckpt2 else np.linspace(-1, 1, 51))
     if args.y is not None and len(x) * len(args.y) > MAX_POINTS:
         raise LandscapeError(f"--x and --y give {len(x) * len(args.y):,} points; at most {MAX_POINTS:,} fit one surface "
@@ -116,7 +134,7 @@ def job_from_args(args: argparse.Namespace):
     return SurfaceJob(ckpt=args.ckpt, ckpt2=args.ckpt2, ckpt3=args.ckpt3, x=x, y=args.y, model=args.model,
                       model_args=args.model_args, dataset=args.dataset, data_root=args.data_root,
                       splits=args.splits, norm=args.norm, ignore=args.ignore,
-                      bias_dir=args.bias_dir, kind=args.kind, seed=args.seed,
+                      bias_dir=bias_dir, kind=args.kind, seed=args.seed,
                       orthogonalize=args.orthogonalize, dir_file=args.dir_file, samples=args.samples,
                       loss=args.loss, batch_size=args.batch_size, device=args.device, rtol=args.rtol,
                       min_samples=args.min_samples, precision=args.precision, layout=args.layout, fold_bn=args.fold_bn,
