@@ -20,6 +20,7 @@ from torch import nn
 
 from .errors import LandscapeError
 from .models import build_model, list_models
+from .models.registry import renamed_from
 
 FORMAT = "landscape-checkpoint"
 VERSION = 1
@@ -222,14 +223,32 @@ def _short(value: Any, n: int = 40) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def _check_shapes(path: Path, net: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
-    """Name the first tensor whose shape differs (torch's own message is a page, one line per tensor)."""
+def _shape_misfit(net: nn.Module, state: Mapping[str, torch.Tensor]) -> str | None:
+    """The first tensor whose shape differs, in words (torch's own message is a page, one line per tensor)."""
     live = net.state_dict()
     for name, tensor in state.items():
         if name in live and tuple(tensor.shape) != tuple(live[name].shape):
-            raise LandscapeError(f"{path} does not fit model {type(net).__name__}: tensor {name!r} has shape "
-                                 f"{tuple(tensor.shape)} in the file, {tuple(live[name].shape)} in the model; "
-                                 "check --model and --model-args")
+            return f"tensor {name!r} has shape {tuple(tensor.shape)} in the file, {tuple(live[name].shape)} in the model"
+    return None
+
+
+def _fits(net: nn.Module, state: Mapping[str, torch.Tensor]) -> bool:
+    return set(net.state_dict()) == set(state) and _shape_misfit(net, state) is None
+
+
+def _misfit(path: Path, net: nn.Module, state: Mapping[str, torch.Tensor], detail: str, name: str | None,
+            args: Mapping) -> LandscapeError:
+    """The checkpoint does not fit the model; if it fits a model once registered under that name, say so."""
+    fix = "check --model and --model-args"
+    for new in renamed_from(name) if isinstance(name, str) else ():
+        try:
+            candidate = build_model(new, **args)
+        except LandscapeError:
+            continue
+        if _fits(candidate, state):
+            fix = f"this looks like {new} (saved when that model was called {name!r}): pass --model {new}"
+            break
+    return LandscapeError(f"{path} does not fit model {type(net).__name__}: {detail}; {fix}")
 
 
 def nonfinite_tensors(model: nn.Module) -> list[tuple[str, int, int]]:
@@ -279,6 +298,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | str | None = Non
     state = _strip_prefix(_check_state(path, payload.get("state_dict")))
     if model_args is not None and not isinstance(model_args, Mapping):
         raise LandscapeError(f"model_args must be a dict such as {{'channels': [4, 8, 8]}}, got {_short(model_args)}")
+    name, args = None, {}
     if isinstance(model, nn.Module):
         net = model
     else:
@@ -293,7 +313,9 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | str | None = Non
         net = build_model(name, **args)
     if hasattr(net, "adapt_state_dict"):  # hub models (landscape.models.hub) take the hub's own weights files
         state = net.adapt_state_dict(state)
-    _check_shapes(path, net, state)
+    shapes = _shape_misfit(net, state)
+    if shapes:
+        raise _misfit(path, net, state, shapes, name, args)
     result = net.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         detail = []
@@ -301,8 +323,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | str | None = Non
             detail.append(f"missing {result.missing_keys[:3]}{'...' if len(result.missing_keys) > 3 else ''}")
         if result.unexpected_keys:
             detail.append(f"unexpected {result.unexpected_keys[:3]}{'...' if len(result.unexpected_keys) > 3 else ''}")
-        raise LandscapeError(f"{path} does not fit model {type(net).__name__}: {'; '.join(detail)}; "
-                             "check --model and --model-args")
+        raise _misfit(path, net, state, "; ".join(detail), name, args)
     net.to(map_location if map_location is not None else "cpu").eval()
     meta = dict(header.get("meta") or {})
     meta.setdefault("model", getattr(net, "landscape_spec", {}).get("name", type(net).__name__))

@@ -62,7 +62,7 @@ def test_safetensors_with_and_without_header(tmp_path, model):
 
 def test_wrong_architecture_is_one_clear_error(tmp_path, model):
     torch.save(model.state_dict(), tmp_path / "bare.pt")
-    with pytest.raises(LandscapeError, match="does not fit"):
+    with pytest.raises(LandscapeError, match="does not fit.*; check --model and --model-args$"):
         landscape.load_checkpoint(tmp_path / "bare.pt", model="mlp")
 
 
@@ -92,3 +92,17 @@ def test_a_file_that_is_not_a_checkpoint_is_named_as_such(tmp_path, content):
     with pytest.raises(LandscapeError, match="cannot read .* as a checkpoint: not a torch.save file") as info:
         landscape.load_checkpoint(path, model="convnet")
     assert "\n" not in str(info.value) and "arbitrary" not in str(info.value)
+
+
+def test_a_checkpoint_of_a_renamed_model_is_told_its_new_name(tmp_path):
+    from landscape.models.registry import renamed_from
+
+    assert renamed_from("vgg9") == ["vgg9_gap"] and renamed_from("convnet") == []
+    torch.manual_seed(0)
+    old = landscape.build_model("vgg9_gap", input_shape=(3, 8, 8))
+    old.landscape_spec = {"name": "vgg9", "args": {"input_shape": (3, 8, 8), "num_classes": 10}}  # as saved then
+    path = landscape.save_checkpoint(tmp_path / "old.pt", old, {"dataset": "cifar10"})
+    with pytest.raises(LandscapeError, match=r"does not fit model VGG: .*this looks like vgg9_gap \(saved when that "
+                                             r"model was called 'vgg9'\): pass --model vgg9_gap$"):
+        landscape.load_checkpoint(path)
+    assert _same(landscape.load_checkpoint(path, model="vgg9_gap").model, old)

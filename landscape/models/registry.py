@@ -17,12 +17,16 @@ from ..errors import LandscapeError
 from ..imports import accepted_kwargs, call_factory, check_kwargs, is_import_path, resolve
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_FORMERLY: dict[str, list[str]] = {}  # an old name -> the models registered as it before a rename
 
 
-def register_model(fn: Callable[..., nn.Module] | str | None = None, *, name: str | None = None):
+def register_model(fn: Callable[..., nn.Module] | str | None = None, *, name: str | None = None,
+                   formerly: tuple[str, ...] = ()):
     """Decorator: add a constructor to the registry under its function name, or a name you give.
 
     All of ``@register_model``, ``@register_model("name")`` and ``@register_model(name="name")`` work.
+    ``formerly``: names this model was saved under before it was renamed, so a checkpoint that names
+    one but does not fit it is told which model it does fit (`renamed_from`).
     """
     if isinstance(fn, str):  # @register_model("name")
         fn, name = None, fn
@@ -33,12 +37,19 @@ def register_model(fn: Callable[..., nn.Module] | str | None = None, *, name: st
         if not callable(f):
             raise LandscapeError(f"register_model decorates a class or function, not a {type(f).__name__}")
         _REGISTRY[name or f.__name__] = f
+        for old in formerly:
+            _FORMERLY.setdefault(old, []).append(name or f.__name__)
         return f
     return wrap(fn) if fn is not None else wrap
 
 
 def list_models() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def renamed_from(name: str) -> list[str]:
+    """The registered models that were saved under ``name`` before a rename (``register_model(formerly=)``)."""
+    return list(_FORMERLY.get(name, ()))
 
 
 def _construct(ctor: Callable[..., nn.Module], name: str, kwargs: dict) -> nn.Module:

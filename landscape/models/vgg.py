@@ -75,7 +75,7 @@ def vgg9(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> VGG
     return VGG(_LI_VGG9, input_shape, num_classes)
 
 
-@register_model
+@register_model(formerly=("vgg9",))
 def vgg9_gap(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> GapVGG:
     """Wider VGG-9, global average pooling, 7.0M parameters: what ``vgg9`` built before it matched Li et al."""
     return GapVGG(_GAP_VGG9, input_shape, num_classes)
