@@ -109,6 +109,18 @@ def _check_args(batch_size: int, n: int, epochs: float | None, steps: int | None
         raise LandscapeError("target_error is measured on test data: pass test_data as well")
 
 
+MAX_STEPS = 2 ** 53  # beyond this a float step count loses whole steps; no run gets near it
+
+
+def _epoch_steps(epochs: float, steps_per_epoch: int) -> int:
+    """The step budget of ``epochs``; one no run could finish (1e308 epochs: inf steps) is refused by name."""
+    total = epochs * steps_per_epoch
+    if not total < MAX_STEPS:
+        raise LandscapeError(f"epochs must be at most {MAX_STEPS / steps_per_epoch:.3g} (2**53 steps of "
+                             f"{steps_per_epoch} per epoch, more than any run can take), got {epochs:g}")
+    return max(1, round(total))
+
+
 def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = None, *,
           optimizer: str = "sgd", lr: float = 0.1, momentum: float = 0.9, nesterov: bool = False,
           batch_size: int = 128, weight_decay: float = 0.0, epochs: float | None = None,
@@ -149,7 +161,7 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
     spec = model_spec(model)  # None for a module build_model did not make: saved as weights + meta (reload_note)
     dev = resolve_device(device, model)
     steps_per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
-    total_steps = int(steps) if steps is not None else max(1, round(float(epochs) * steps_per_epoch))
+    total_steps = int(steps) if steps is not None else _epoch_steps(float(epochs), steps_per_epoch)
     eval_every = int(eval_every) if eval_every else steps_per_epoch
     if eval_every <= 0:
         raise LandscapeError(f"eval_every must be a positive number of steps, got {eval_every}")

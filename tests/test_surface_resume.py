@@ -345,3 +345,17 @@ def test_damaged_surface_file_refused_with_reason_and_fix_render_never_crashes(t
     assert main(["render", str(out), "--out", str(tmp_path / "figs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and reason in err[0]
+
+
+@pytest.mark.parametrize("keys", ["{oops", '{"a": 1}', "[1, 2]"])
+def test_damaged_fingerprint_keys_refuse_a_resume_not_a_render(tmp_path, convnet, small_digits, keys):
+    train, _ = small_digits
+    dirs = landscape.random_directions(convnet, n=2, seed=0)
+    out = tmp_path / "s.h5"
+    whole = _surface(convnet, dirs, train, out, batch_size=50)
+    with h5py.File(out, "a") as f:  # what the file was computed with can no longer be checked
+        f.attrs["fingerprint_keys"] = keys
+    with pytest.raises(LandscapeError, match="'fingerprint_keys' attribute is damaged .* delete the file") as e:
+        _surface(convnet, dirs, train, out, batch_size=50)
+    assert "\n" not in str(e.value)
+    _same(load_surface(out), whole)  # the values themselves are intact: render reads them

@@ -107,6 +107,7 @@ def test_divergence_is_recorded_not_raised(digits):
     (dict(epochs=1, steps=3), "exactly one"),
     (dict(steps=3, optimizer="rmsprop"), "unknown optimizer"),
     (dict(steps=3, target_error=0.1), "test data"),
+    (dict(epochs=1e308), r"epochs must be at most 8.+e\+14 \(2\*\*53 steps of 11 per epoch"),  # inf steps
 ])
 def test_bad_arguments_are_clear_errors(digits, kwargs, match):
     tr, _ = digits
