@@ -491,6 +491,20 @@ def subset_hash(t: torch.Tensor | None) -> str:
     return hashlib.sha256(t.cpu().numpy().tobytes()).hexdigest()[:16]
 
 
+MAX_POINTS = 10_000_000  # a surface keeps its arrays in memory: 10M points is ~0.5 GB (the CLI's limit too)
+
+
+def _check_grid(x: np.ndarray, y: np.ndarray | None) -> None:
+    """Coordinates a surface can be computed on: finite, and no more points than memory holds."""
+    for name, axis in (("x", x), ("y", y)):
+        if axis is not None and (axis.size == 0 or not np.all(np.isfinite(axis))):
+            raise LandscapeError(f"{name} must be a non-empty array of finite coordinates")
+    n = x.size * (1 if y is None else y.size)
+    if n > MAX_POINTS:
+        raise LandscapeError(f"x and y give {n:,} points; at most {MAX_POINTS:,} fit one surface (every point is a "
+                             "full evaluation): use fewer points per axis")
+
+
 def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Tensor]],
                     data: DataSpec | Mapping[str, DataSpec], x: Sequence[float], y: Sequence[float] | None = None,
                     out: str | os.PathLike | None = None, *, test_data: DataSpec | None = None,
@@ -542,6 +556,7 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     writer = rank_of(comm) == 0
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     y = None if y is None else np.asarray(y, dtype=np.float64).reshape(-1)
+    _check_grid(x, y)
     n_dirs = 1 if y is None else 2
     if len(directions) < n_dirs:
         raise LandscapeError(f"a {'2D' if n_dirs == 2 else '1D'} surface needs {n_dirs} direction(s), got {len(directions)}")

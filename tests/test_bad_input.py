@@ -402,7 +402,8 @@ VALUES = [  # (id, argv, fragment)
      "with --dir-file none is drawn"),
     ("bias-dir-with-ckpt3", surface_with("--y", "-1:1:3", "--ckpt2", "b.pt", "--ckpt3", "c.pt", "--bias-dir", "random"),
      "with --ckpt3 none is drawn"),
-    ("demo-grid-zero", lambda ws, d: ["demo", "--out", d / "demo", "--grid", "0"], "expected a positive integer"),
+    ("demo-grid-zero", lambda ws, d: ["demo", "--out", d / "demo", "--grid", "0"], "expected an integer from 1 to"),
+    ("demo-grid-huge", lambda ws, d: ["demo", "--out", d / "demo", "--grid", "100000"], "expected an integer from 1 to"),
 ]
 CASES += [Case(id, argv, fragment) for id, argv, fragment in VALUES]
 

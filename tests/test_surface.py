@@ -293,3 +293,17 @@ def test_older_files_read_as_fractions_and_an_old_file_resumes_into_percent(tmp_
         f["xcoordinates"], f["ycoordinates"] = x, y
         f["train_loss"], f["train_acc"] = full["train_loss"], 100 * full["train_acc"]
     assert np.allclose(load_surface(theirs)["train_acc"], full["train_acc"], rtol=1e-15)
+
+
+@pytest.mark.parametrize("x, y, match", [
+    (np.linspace(-1, 1, 4000), np.linspace(-1, 1, 4000), "x and y give 16,000,000 points; at most 10,000,000"),
+    (np.array([-1.0, np.nan, 1.0]), None, "x must be a non-empty array of finite coordinates"),
+    (np.linspace(-1, 1, 3), np.array([]), "y must be a non-empty array"),
+])
+def test_grids_no_surface_can_hold_are_refused_before_any_work(convnet, small_digits, x, y, match):
+    from landscape.cli.surface import MAX_POINTS as CLI_MAX_POINTS
+
+    assert CLI_MAX_POINTS == landscape.surface.MAX_POINTS  # the CLI's copy, checked before torch is imported
+    dirs = landscape.random_directions(convnet, n=2, seed=0)
+    with pytest.raises(LandscapeError, match=match):
+        landscape.compute_surface(convnet, dirs, small_digits[0], x, y, progress=False)

@@ -8,7 +8,7 @@ from .common import (add_checkpoint_args, add_data_args, bounded, check_input_fi
 from .measure import add_data_on_arg
 
 HELP = "compute a 1D/2D loss surface into an h5 file (no figures)"
-MAX_POINTS = 10_000_000  # a surface file keeps its arrays in memory: 10M points is ~0.5 GB
+MAX_POINTS = 10_000_000  # landscape.surface.MAX_POINTS, checked here before torch is imported
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
