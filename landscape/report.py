@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from .errors import LandscapeError
+from .registries import register
 from .jsonfile import read_json, write_json_atomic
 
 AXES = ("batch_size", "weight_decay")
@@ -115,7 +116,8 @@ def _weight_norm(model: nn.Module, data: Any, s: Mapping) -> tuple[float, None]:
 
 
 CURVATURE_UNIT = "nats/w²"  # second derivative of a cross-entropy in nats per squared weight unit
-MEASURES: dict[str, Measure] = {m.name: m for m in [
+MEASURES: dict[str, Measure] = {}
+for _measure in [
     Measure("top_eig", _top_eig, "largest Hessian eigenvalue (Lanczos)", {"tol": 1e-4, "seed": 0}, "hessian",
             CURVATURE_UNIT),
     Measure("trace", _trace, "Hessian trace (Hutchinson, with standard error)",
@@ -129,7 +131,9 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
     Measure("adaptive", _adaptive, "adaptive worst-case sharpness (Kwon et al.): loss rise", {}, "sharpness",
             "nats"),
     Measure("weight_norm", _weight_norm, "L2 norm of all parameters (a norm-based baseline)", {}, None, "w"),
-]}
+]:
+    register(MEASURES, _measure.name, _measure, "report measure")
+del _measure
 ALIASES = {"pacbayes": "pacbayes_flatness"}  # the name reports used before it said which PAC-Bayes quantity
 DEFAULT_MEASURES = ("top_eig", "trace", "keskar", "pacbayes_flatness")
 # Units of the report's own columns: errors as fractions of the set, cross-entropy in nats.

@@ -41,7 +41,7 @@ def test_an_interrupted_run_resumes_from_the_store(tmp_path, measure):
         run = lambda **kw: hessian.trace(risk, n_probes=8, seed=2, block_size=4, **kw)  # noqa: E731
         hook, fields, resumed = "on_block", ("value", "stderr"), ("resumed_probes", 4)
     else:
-        run = lambda **kw: hessian.density(risk, n_iter=8, n_runs=5, seed=2, block_size=2, **kw)  # noqa: E731
+        run = lambda **kw: hessian.density(risk, n_iter=8, n_probes=5, seed=2, block_size=2, **kw)  # noqa: E731
         hook, fields, resumed = "on_run", ("nodes", "weights", "density"), ("resumed_runs", 2)  # runs go two at a time
     whole = run()
     with pytest.raises(Stop):

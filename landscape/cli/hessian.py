@@ -32,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--density", action="store_true", help="also estimate the spectral density (SLQ) and draw it")
     p.add_argument("--density-iter", type=positive_int, default=None,
                    help=f"Lanczos steps per SLQ run (default {DENSITY_QUICK[0]}; {DENSITY_FULL[0]} with --density-full)")
-    p.add_argument("--density-runs", type=positive_int, default=None,
-                   help=f"SLQ runs, random start vectors (default {DENSITY_QUICK[1]}; {DENSITY_FULL[1]} with --density-full)")
+    p.add_argument("--density-probes", "--density-runs", dest="density_runs", type=positive_int, default=None,
+                   help=f"SLQ runs, one per random start vector (default {DENSITY_QUICK[1]}; {DENSITY_FULL[1]} with "
+                        "--density-full; --density-runs is its old name)")
     p.add_argument("--density-full", action="store_true",
                    help=f"the finer density: {DENSITY_FULL[0]} steps x {DENSITY_FULL[1]} runs ({DENSITY_FULL[0] * DENSITY_FULL[1]} "
                         f"products instead of {DENSITY_QUICK[0] * DENSITY_QUICK[1]}; the earlier default)")
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         part = record.reuse("density", request)
         reuse = part is not None
         if not reuse:
-            part = hessian.density(op, n_iter=args.density_iter, n_runs=args.density_runs, seed=args.seed,
+            part = hessian.density(op, n_iter=args.density_iter, n_probes=args.density_runs, seed=args.seed,
                                    progress=progress, store=record).to_dict()
         resumed = part["settings"].get("resumed_runs", 0)
         note = reused if reuse else (f" ({resumed} of {args.density_runs} runs reused from an interrupted run)"

@@ -23,6 +23,7 @@ from ..data import DataSpec
 from ..errors import LandscapeError
 from ..losses import LossSpec
 from ..risk import EmpiricalRisk, as_risk
+from ..renamed import renamed_keywords
 from ..store import MeasureStore
 from .density import plot_density, quadrature_moments, slq, smooth_density
 from .extremes import EigenExtremes, eigen_extremes
@@ -113,7 +114,7 @@ class DensityResult(_Result):
     seconds: float = 0.0
 
     def moments(self, order: int = 2) -> list[float]:
-        """Quadrature moments ``sum_i w_i theta_i^p / n_runs``: estimates of ``tr(H^p)/P``."""
+        """Quadrature moments ``sum_i w_i theta_i^p / n_probes``: estimates of ``tr(H^p)/P``."""
         return quadrature_moments(self.nodes, self.weights, order)
 
     def save_png(self, path, title: str | None = None) -> None:
@@ -243,14 +244,15 @@ def _saving(store: MeasureStore, name: str, request: dict, entry: Callable, user
     return save
 
 
-def density(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_iter: int = 80, n_runs: int = 10, loss: LossSpec = "crossentropy",
+@renamed_keywords(n_runs="n_probes")
+def density(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_iter: int = 80, n_probes: int = 10, loss: LossSpec = "crossentropy",
             batch_size: int | None = None, params: ParamSpec = None, weight_decay: float = 0.0, seed: int = 0,
             sigma: float | None = None, grid: np.ndarray | None = None, grid_size: int = 1000,
             device: str | torch.device | None = None, progress: bool = False,
             block_size: int = DEFAULT_BLOCK_SIZE, done: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
             on_run: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
             data_on: str = "auto", store: MeasureStore | None = None) -> DensityResult:
-    """Spectral density by stochastic Lanczos quadrature: ``n_runs`` runs of ``n_iter`` steps.
+    """Spectral density by stochastic Lanczos quadrature: ``n_probes`` random start vectors, ``n_iter`` steps each.
 
     Up to ``block_size`` runs go in lockstep, sharing each data batch's forward and first backward
     (`EmpiricalRisk.hmm`); the result is that of running them one at a time, up to rounding.
@@ -261,7 +263,7 @@ def density(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_
     `MeasureStore` the finished density is reused, and finished runs are saved one by one
     (``density_runs``) and picked up by the next call: an interrupted run resumes.
     """
-    request = {"n_iter": n_iter, "n_runs": n_runs, "seed": seed}
+    request = {"n_iter": n_iter, "n_runs": n_probes, "seed": seed}  # the stored key: existing files resume
     if store is not None:
         found = store.reuse("density", request)
         if found is not None:
@@ -277,16 +279,16 @@ def density(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_
     r = _risk(risk, data, loss, batch_size, params, weight_decay, device, data_on)
     start, before = time.perf_counter(), r.n_hvps
     from tqdm.auto import tqdm
-    todo = n_runs - len(done or {})
+    todo = n_probes - len(done or {})
     bar = tqdm(total=todo * min(n_iter, r.num_params), desc="density (SLQ)", unit="hvp", disable=not progress,
                leave=False, dynamic_ncols=True)
     try:
-        quad, _ = slq(r.hvp, r.num_params, n_iter, n_runs, seed, r.device, bar=bar, matmat=r.hmm,
+        quad, _ = slq(r.hvp, r.num_params, n_iter, n_probes, seed, r.device, bar=bar, matmat=r.hmm,
                       block_size=block_size, done=done, on_run=on_run)
     finally:
         bar.close()
     g, dens, sig = smooth_density(quad.nodes, quad.weights, grid, sigma, grid_size)
-    settings = {"n_iter": n_iter, "n_runs": n_runs, "seed": seed, "sigma": sig, "resumed_runs": len(done or {}),
+    settings = {"n_iter": n_iter, "n_probes": n_probes, "seed": seed, "sigma": sig, "resumed_runs": len(done or {}),
                 **r.settings}
     result = DensityResult(nodes=quad.nodes, weights=quad.weights, grid=g, density=dens, sigma=sig,
                            n_hvps=r.n_hvps - before, settings=settings, seconds=time.perf_counter() - start)
