@@ -39,6 +39,7 @@ from torch import nn
 
 from .errors import LandscapeError
 from .registries import register
+from .filewrite import write_text_atomic
 from .jsonfile import read_json, write_json_atomic
 
 AXES = ("batch_size", "weight_decay")
@@ -615,21 +616,13 @@ class Report:
         writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(path, buf.getvalue())
 
     def save(self, out_dir: str | os.PathLike) -> dict[str, Path]:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"csv": self.to_csv(out / "report.csv"), "runs_csv": self.to_csv(out / "report_runs.csv", True)}
-        md = out / "report.md"
-        tmp = md.with_name(f".{md.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.to_markdown())
-        os.replace(tmp, md)
-        paths["markdown"] = md
+        paths["markdown"] = write_text_atomic(out / "report.md", self.to_markdown())
         paths["json"] = write_json_atomic(out / "report.json", self.to_dict())
         if self.tracks:  # lambda_max over training for every tracked run on one axis, against its 2/lr
             from .track import draw_track

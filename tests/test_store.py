@@ -57,3 +57,18 @@ def test_an_interrupted_run_resumes_from_the_store(tmp_path, measure):
     assert all(np.allclose(getattr(reused, f), getattr(again, f)) for f in fields)
     other = EmpiricalRisk(risk.model, risk.batches.batches[0].inputs + (risk.batches.batches[0].target,))
     assert MeasureStore.for_risk(path, other).reuse(measure, {}) is None and not MeasureStore.for_risk(path, other).parts
+
+
+def test_eigenvalues_are_reused_from_the_store_only_for_the_same_request(tmp_path):
+    risk = _risk()
+    path = tmp_path / "measures.json"
+    first = hessian.eigenvalues(risk, k=2, tol=1e-8, store=MeasureStore.for_risk(path, risk))
+    before = risk.n_hvps
+    store = MeasureStore.for_risk(path, risk)  # read back from the file
+    again = hessian.eigenvalues(risk, k=2, tol=1e-8, store=store)
+    assert risk.n_hvps == before and store.reused == {"largest_eigenvalues"}
+    assert np.array_equal(again.values, first.values) and again.n_hvps == first.n_hvps
+    other = hessian.eigenvalues(risk, k=3, tol=1e-8, store=store)  # another request: measured
+    assert risk.n_hvps == before + other.n_hvps and np.allclose(other.values[:2], first.values, rtol=1e-7)
+    with pytest.raises(landscape.LandscapeError, match="pass store or v0, not both"):
+        hessian.eigenvalues(risk, k=1, store=store, v0=torch.ones(risk.num_params))

@@ -131,7 +131,8 @@ def eigenvalues(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *
                 weight_decay: float = 0.0, tol: float = 1e-6, max_iter: int | None = None, seed: int = 0,
                 device: str | torch.device | None = None, return_vectors: bool = False,
                 progress: bool = False, check_rounding: bool = True,
-                v0: torch.Tensor | None = None, data_on: str = "auto") -> EigenResult:
+                v0: torch.Tensor | None = None, data_on: str = "auto",
+                store: MeasureStore | None = None) -> EigenResult:
     """The ``k`` largest or smallest (``which="smallest"``: most negative) Hessian eigenvalues.
 
     ``method="lanczos"`` (default) stops once every wanted Ritz value's error estimate is below
@@ -141,7 +142,9 @@ def eigenvalues(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *
     ``check_rounding`` (float32 models) measures the products' rounding against float64 on
     512 samples (2 products) and folds it into ``errors`` and ``converged`` (see `EigenResult`).
     ``v0`` starts Lanczos from a given flat vector (e.g. the top eigenvector of a nearby model: a
-    warm start) instead of a random one drawn with ``seed``.
+    warm start) instead of a random one drawn with ``seed``. With a `MeasureStore` a finished result
+    made by the same request is returned instead of measured (``largest_eigenvalues`` /
+    ``smallest_eigenvalues``; the float32 rounding check also goes in as ``float32_rel_error``).
     """
     if method not in METHODS:
         raise LandscapeError(f"method must be one of {METHODS}, got {method!r}")
@@ -149,6 +152,13 @@ def eigenvalues(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *
         raise LandscapeError(f"which must be 'largest' or 'smallest', got {which!r}")
     if v0 is not None and method != "lanczos":
         raise LandscapeError("v0 (a start vector) applies to method='lanczos' only")
+    request = {"k": k, "which": which, "method": method, "tol": tol, "max_iter": max_iter, "seed": seed}
+    if store is not None:
+        if v0 is not None:
+            raise LandscapeError("a stored result cannot say which v0 it started from: pass store or v0, not both")
+        found = None if return_vectors else store.reuse(f"{which}_eigenvalues", request)
+        if found is not None:
+            return EigenResult.from_dict(found)
     r = _risk(risk, data, loss, batch_size, params, weight_decay, device, data_on)
     start, before = time.perf_counter(), r.n_hvps
     check_rounding = check_rounding and r.param_dtype != torch.float64
@@ -166,9 +176,15 @@ def eigenvalues(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *
     n_hvps = r.n_hvps - before  # the rounding check runs on its own risks: not counted
     rounding = _with_rounding(r, run, tol) if check_rounding else \
         {"rounding_error": 0.0 if r.param_dtype == torch.float64 else None}
-    return EigenResult(values=run.values, errors=run.errors, residuals=run.residuals, converged=run.converged,
-                       n_hvps=n_hvps, settings=settings, seconds=time.perf_counter() - start,
-                       vectors=run.vectors if keep_vectors else None, **rounding)
+    result = EigenResult(values=run.values, errors=run.errors, residuals=run.residuals, converged=run.converged,
+                         n_hvps=n_hvps, settings=settings, seconds=time.perf_counter() - start,
+                         vectors=run.vectors if keep_vectors else None, **rounding)
+    if store is not None:
+        store.put(f"{which}_eigenvalues", result.to_dict(), request)
+        if check_rounding and result.rounding_error is not None:
+            store.put("float32_rel_error", {"value": result.rounding_error, "vector": f"{which} eigenvector",
+                                            "samples": min(precision.CHECK_SAMPLES, r.num_samples)}, request)
+    return result
 
 
 def _with_rounding(op: EmpiricalRisk, run, tol: float) -> dict:
