@@ -1,0 +1,188 @@
+"""Hessian-vector products that keep each data batch's gradient graph between products.
+
+A product ``H v`` over the data is, per batch, a forward pass and a first backward with
+``create_graph=True`` (cost ``F``), then a second backward along ``v`` (cost ``S``). ``F`` does not
+depend on ``v``: an iterative solver at fixed weights recomputes the same graph at every product.
+`RetainedProducts` builds every batch's graph once and runs only the second backward per vector,
+so a product costs ``S`` (about two thirds of ``F + S`` on the digits convnet) instead of ``F + S``,
+for single vectors as well as blocks. The graphs are rebuilt whenever a parameter or buffer of
+the model changes (tracked by tensor version counters), and are only kept when their saved
+tensors fit in ``max_bytes`` (counted on the first batch, scaled to the data); otherwise
+products fall back to the operator's own ``mm``.
+
+Eval-mode BatchNorm runs as the plain per-channel affine map it is (``x * s + t`` with ``s =
+gamma / sqrt(var + eps)``) while the graphs are built: the same function of the weights, so the
+same Hessian up to rounding, but its double backward is a few elementwise products instead of
+the training-mode formula PyTorch's native kernel differentiates (measured 0.88x the second
+backward's time on the digits convnet).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import LandscapeError
+
+DEFAULT_MAX_BYTES = 2 * 1024 ** 3
+
+
+def _affine_bn_forward(self: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    if self.training or self.running_var is None:
+        return type(self).forward(self, x)
+    scale = torch.rsqrt(self.running_var + self.eps)
+    if self.weight is not None:
+        scale = scale * self.weight
+    shift = -self.running_mean * scale
+    if self.bias is not None:
+        shift = shift + self.bias
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return torch.addcmul(shift.view(shape), x, scale.view(shape))
+
+
+@contextlib.contextmanager
+def affine_batchnorm(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval-mode BatchNorm layers of ``model`` computed as ``x * s + t`` inside the block."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and "forward" not in vars(m)]
+    for m in norms:
+        m.forward = _affine_bn_forward.__get__(m)
+    try:
+        yield model
+    finally:
+        for m in norms:
+            del m.forward
+
+
+def _weighted_losses(op) -> Iterator[torch.Tensor]:
+    """Each data batch's loss, weighted so that they sum to the operator's dataset loss."""
+    for batch in op.batches:
+        if isinstance(batch, (tuple, list)):
+            xb, yb = batch
+            yield op.loss_fn(op.model(xb), yb) * (len(xb) / op.num_samples)
+        else:  # a Batch of an EmpiricalRisk: weighted by its counted targets
+            yield op.loss_fn(op.outputs(batch), batch.target) * (batch.weight / op.total_weight)
+
+
+class RetainedProducts:
+    """Blocked products ``H V`` of ``op`` (a `HessianOperator`) on gradient graphs built once.
+
+    ``mm``/``mv`` match ``op.mm``/``op.mv`` up to float rounding and count in ``op.n_hvps``.
+    ``retained`` says whether the graphs fit in ``max_bytes`` (else every product is ``op.mm``).
+    Call `release` (or leave the ``with`` block) to free the graphs.
+    """
+
+    def __init__(self, op, max_bytes: int = DEFAULT_MAX_BYTES):
+        if max_bytes < 0:
+            raise LandscapeError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.op = op
+        self.max_bytes = int(max_bytes)
+        self.num_params = op.num_params
+        self.device = op.device
+        self._grads: list[list[torch.Tensor | None]] | None = None
+        self._key: tuple | None = None
+        self.graph_bytes: int | None = None
+        self.retained: bool | None = None  # decided at the first product (or `prepare`)
+        # Forward + first backward over one whole product, on the first data batch; measured only
+        # when the graphs are not kept (what block products can still share then).
+        self.forward_share: float | None = None
+
+    def __enter__(self) -> "RetainedProducts":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def release(self) -> None:
+        self._grads, self._key = None, None
+
+    def prepare(self) -> bool:
+        """Build the graphs now (or find that they do not fit); returns ``retained``."""
+        if self.retained is None:
+            self._build()
+        return bool(self.retained)
+
+    def _state_key(self) -> tuple:
+        tensors = [*self.op.params, *self.op.model.buffers()]
+        return tuple((t.data_ptr(), t._version) for t in tensors)
+
+    def _build(self) -> None:
+        """Every batch's first-order gradient with its graph (eval mode, affine BatchNorm)."""
+        from ..evaluation import eval_mode
+
+        self.release()
+        grads: list[list[torch.Tensor | None]] = []
+        saved = [0]
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            saved[0] += t.numel() * t.element_size()
+            return t
+
+        import time
+
+        losses = _weighted_losses(self.op)
+        with eval_mode(self.op.model), affine_batchnorm(self.op.model), torch.enable_grad():
+            t0 = time.perf_counter()
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):  # what one batch's graph holds
+                first = next(losses, None)
+                if first is None:
+                    raise LandscapeError("the operator has no data batches")
+                g = torch.autograd.grad(first, self.op.params, create_graph=True, allow_unused=True)
+            t_first = time.perf_counter() - t0
+            self.graph_bytes = saved[0] * max(1, -(-self.op.num_samples // max(1, self._first_batch_size())))
+            if self.graph_bytes > self.max_bytes:
+                self.retained = False
+                used = [x for x in g if x is not None and x.requires_grad]
+                if used:  # one second backward on this batch: the part of a product blocks cannot share
+                    t0 = time.perf_counter()
+                    torch.autograd.grad(used, self.op.params, grad_outputs=[torch.randn_like(x) for x in used],
+                                        allow_unused=True)
+                    t_second = time.perf_counter() - t0
+                    self.forward_share = t_first / max(t_first + t_second, 1e-12)
+                return
+            grads.append([x if x is not None and x.requires_grad else None for x in g])
+            for loss in losses:
+                g = torch.autograd.grad(loss, self.op.params, create_graph=True, allow_unused=True)
+                grads.append([x if x is not None and x.requires_grad else None for x in g])
+        self.retained = True
+        self._grads, self._key = grads, self._state_key()
+
+    def _first_batch_size(self) -> int:
+        batch = next(iter(self.op.batches))
+        return len(batch[0]) if isinstance(batch, (tuple, list)) else int(batch.weight)
+
+    def mm(self, V: torch.Tensor) -> torch.Tensor:
+        op = self.op
+        if V.ndim != 2 or V.shape[1] != op.num_params:
+            raise LandscapeError(f"block of shape {tuple(V.shape)} for an operator over {op.num_params} parameters")
+        if self.retained is False:
+            return op.mm(V)
+        if self._grads is None or self._key != self._state_key():
+            self._build()
+            if not self.retained:
+                return op.mm(V)
+        k = V.shape[0]
+        V = V.to(device=op.device, dtype=torch.float64)
+        bounds = np.cumsum([0] + op.sizes).tolist()
+        vectors = [op.split(v) for v in V]
+        out = torch.zeros((k, op.num_params), dtype=torch.float64, device=op.device)
+        with torch.enable_grad():
+            for grads in self._grads:
+                used = [j for j, g in enumerate(grads) if g is not None]
+                if not used:
+                    continue
+                for i, vs in enumerate(vectors):
+                    hv = torch.autograd.grad([grads[j] for j in used], op.params, grad_outputs=[vs[j] for j in used],
+                                             allow_unused=True, retain_graph=True)
+                    for j, h in enumerate(hv):
+                        if h is not None:
+                            out[i, bounds[j]:bounds[j + 1]] += h.detach().reshape(-1).to(torch.float64)
+        if op.weight_decay:
+            out += op.weight_decay * V
+        op.n_hvps += k
+        return out
+
+    def mv(self, v: torch.Tensor) -> torch.Tensor:
+        return self.mm(v.reshape(1, -1))[0]
