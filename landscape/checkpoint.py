@@ -71,22 +71,39 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def model_spec(model: nn.Module) -> dict:
-    spec = getattr(model, "landscape_spec", None)
-    if spec is None:
-        raise LandscapeError("this model was not made by landscape.build_model, so a checkpoint could not "
-                             "rebuild it; register it with @landscape.models.register_model and build it by name")
-    return spec
+def model_spec(model: nn.Module) -> dict | None:
+    """The name (registry, import path or hub) and arguments a model was built from; None if unknown."""
+    return getattr(model, "landscape_spec", None)
+
+
+def reload_note(path: str | os.PathLike, model: nn.Module) -> str:
+    """How to reload a checkpoint of a model that ``build_model`` did not make (saved without a spec)."""
+    from .imports import model_class_path
+
+    cls = model_class_path(model)
+    flag = f"--model {cls} --model-args '{{...}}'" if cls else "--model pkg.module:factory"
+    python = f"load_checkpoint({str(path)!r}, model={type(model).__name__}(...))"
+    return (f"{path} holds the weights only ({type(model).__name__} was not built by landscape.build_model, so its "
+            f"constructor arguments are unknown): reload with {python}, or on the command line with {flag}; "
+            "build it with build_model('pkg.module:factory', ...) to have them recorded")
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: Mapping | None = None) -> Path:
-    """Write atomically (a killed run never leaves half a checkpoint)."""
+    """Write atomically (a killed run never leaves half a checkpoint).
+
+    A model from ``build_model`` is saved with its name (or import path) and arguments, so loading
+    rebuilds it; any other module is saved with its weights and meta only (see `reload_note`).
+    """
     spec = model_spec(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    obj = {"format": FORMAT, "version": VERSION, "model": spec["name"], "model_args": _plain(spec["args"]),
+    meta = dict(meta or {})
+    if spec is None:
+        meta.setdefault("reload", reload_note(path, model))
+    obj = {"format": FORMAT, "version": VERSION, "model": spec["name"] if spec else None,
+           "model_args": _plain(spec["args"]) if spec else {},
            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-           "meta": _plain(dict(meta or {}))}
+           "meta": _plain(meta)}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -164,11 +181,15 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | str | None = Non
     else:
         name = model or header.get("model")
         if name is None:
-            raise LandscapeError(f"{path} does not name its model: pass --model NAME "
-                                 f"(one of {', '.join(list_models())}) and --model-args if needed")
+            hint = (header.get("meta") or {}).get("reload")
+            raise LandscapeError(hint or f"{path} does not name its model: pass --model NAME "
+                                 f"(one of {', '.join(list_models())}, or an import path pkg.module:factory) "
+                                 "and --model-args if needed")
         args = dict(header.get("model_args") or {})
         args.update(model_args or {})
         net = build_model(name, **args)
+    if hasattr(net, "adapt_state_dict"):  # hub models (landscape.models.hub) take the hub's own weights files
+        state = net.adapt_state_dict(state)
     result = net.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         detail = []
@@ -189,6 +210,9 @@ def save_safetensors(path: str | os.PathLike, model: nn.Module, meta: Mapping | 
     from safetensors.torch import save_file
 
     spec = model_spec(model)
+    if spec is None:
+        raise LandscapeError("save_safetensors needs a model made by landscape.build_model (its name goes in the "
+                             "header); save others with save_checkpoint")
     header = {"model": spec["name"], "model_args": _plain(spec["args"]), "meta": _plain(dict(meta or {}))}
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata={"landscape": json.dumps(header)})

@@ -25,6 +25,10 @@ DataSpec = Union[Dataset, DataLoader, "tuple[torch.Tensor, torch.Tensor]"]
 SPLITS = ("train", "test")
 
 
+class MissingSplit(LandscapeError):
+    """A user's data factory returned training data only and a test split was asked for."""
+
+
 class LabeledData(TensorDataset):
     """Inputs and targets as two tensors, plus what a model needs to know about them."""
 
@@ -51,7 +55,7 @@ class DatasetInfo:
     num_classes: int
     needs_root: bool
     loader: Callable[[str, Path | None], tuple[np.ndarray, np.ndarray]]
-    mean: Sequence[float]
+    mean: Sequence[float]  # empty for token data: ids are not normalized
     std: Sequence[float]
     expected_files: str = ""
 
@@ -86,6 +90,67 @@ def _load_mnist1d(split: str, root: Path | None) -> tuple[np.ndarray, np.ndarray
     d = np.load(path)
     x, y = (d["x"], d["y"]) if split == "train" else (d["x_test"], d["y_test"])
     return x.astype(np.float32).reshape(-1, 1, x.shape[-1]), y.astype(np.int64)
+
+
+# ---------------------------------------------------------------- text every machine has
+PYSRC_CONTEXT = 64  # tokens per sequence
+PYSRC_VOCAB = 128  # bytes 0-127 (ASCII); any byte >= 128 becomes 127 (DEL, which source files never hold)
+PYSRC_SIZES = {"train": 8192, "test": 1024}  # sequences per split
+
+
+def pysrc_files() -> list[Path]:
+    """The Python standard library's own top-level source files, sorted: text every Python install has."""
+    import sysconfig
+
+    return sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"), key=lambda p: p.name)
+
+
+def pysrc_fingerprint(files: Sequence[Path]) -> str:
+    """sha256 over the sorted (name, content hash) list: the same value means the same text and split."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _load_pysrc(split: str, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """Next-byte prediction on the standard library's source, split by file (about 1 file in 10 is test).
+
+    Each file is cut into non-overlapping windows of ``PYSRC_CONTEXT + 1`` bytes (inputs are the
+    first 64, targets the last 64, shifted by one); a seeded draw keeps `PYSRC_SIZES` windows
+    per split. Cached under `cache_dir` by Python version and fingerprint of the file list.
+    """
+    import hashlib
+    import sys
+
+    files = pysrc_files()
+    if not files:
+        raise LandscapeError("no Python standard-library sources found for the pysrc dataset "
+                             "(this Python ships without its .py files)")
+    fingerprint = pysrc_fingerprint(files)
+    path = cache_dir() / f"pysrc-py{sys.version_info[0]}{sys.version_info[1]}-{fingerprint[:16]}.npz"
+    if not path.exists():
+        window = PYSRC_CONTEXT + 1
+        parts: dict[str, list[np.ndarray]] = {"train": [], "test": []}
+        for f in files:
+            which = "test" if hashlib.sha256(f.name.encode()).digest()[0] < 26 else "train"  # 26/256 ~ 10%
+            data = np.minimum(np.frombuffer(f.read_bytes(), dtype=np.uint8), PYSRC_VOCAB - 1)
+            n = len(data) // window
+            if n:
+                parts[which].append(data[:n * window].reshape(n, window))
+        arrays = {}
+        for name, size in PYSRC_SIZES.items():
+            windows = np.concatenate(parts[name])
+            pick = np.sort(np.random.default_rng(0).permutation(len(windows))[:size])
+            arrays[name] = windows[pick]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, fingerprint=np.array(fingerprint), files=np.array([f.name for f in files]), **arrays)
+        os.replace(tmp, path)
+    windows = np.load(path)[split].astype(np.int64)
+    return windows[:, :-1], windows[:, 1:]
 
 
 # ---------------------------------------------------------------- from --data-root
@@ -161,6 +226,7 @@ def _load_idx(split: str, root: Path, *, subdirs: Sequence[str]) -> tuple[np.nda
 DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo("digits", (1, 8, 8), 10, False, _load_digits, [0.3055], [0.3831]),
     "mnist1d": DatasetInfo("mnist1d", (1, 40), 10, False, _load_mnist1d, [-0.0148], [0.9948]),
+    "pysrc": DatasetInfo("pysrc", (PYSRC_CONTEXT,), PYSRC_VOCAB, False, _load_pysrc, [], []),
     "cifar10": DatasetInfo(
         "cifar10", (3, 32, 32), 10, True, lambda s, r: _load_cifar(s, r, hundred=False),
         [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616],
@@ -190,7 +256,14 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def get_dataset(name: str, split: str = "train", root: str | os.PathLike | None = None) -> LabeledData:
-    """Load a dataset split, normalized with the dataset's fixed mean and std, never augmented."""
+    """Load a dataset split, normalized with the dataset's fixed mean and std, never augmented.
+
+    ``name`` may also be an import path ``pkg.module:factory`` (see `user_dataset`).
+    """
+    from .imports import is_import_path
+
+    if is_import_path(name):
+        return user_dataset(name, split)
     info = dataset_info(name)
     if split not in SPLITS:
         raise LandscapeError(f"unknown split {split!r}; use 'train' or 'test'")
@@ -208,11 +281,62 @@ def get_dataset(name: str, split: str = "train", root: str | os.PathLike | None 
     except FileNotFoundError:
         raise LandscapeError(f"{name} files not found under {str(root_path)!r}: expected "
                              f"{info.expected_files}; nothing is downloaded") from None
+    if not len(info.mean):  # token ids: (N, T) inputs and next-token targets, as they are
+        data = LabeledData(torch.from_numpy(x), torch.from_numpy(y), name=name, num_classes=info.num_classes,
+                           split=split)
+        if name == "pysrc":
+            data.fingerprint = pysrc_fingerprint(pysrc_files())
+        return data
     mean = np.asarray(info.mean, dtype=np.float32).reshape((-1,) + (1,) * (x.ndim - 2))
     std = np.asarray(info.std, dtype=np.float32).reshape((-1,) + (1,) * (x.ndim - 2))
     x = (x - mean) / std
     return LabeledData(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
                        torch.from_numpy(y), name=name, num_classes=info.num_classes, split=split)
+
+
+def user_dataset(path: str, split: str = "train") -> LabeledData:
+    """The ``split`` of the data a user factory ``pkg.module:factory`` returns.
+
+    The factory is called with ``split=`` if it takes that argument, else with no arguments. It
+    returns a `Dataset`, a `DataLoader`, an ``(inputs, targets)`` pair of tensors, or a mapping
+    ``{"train": ..., "test": ...}`` of those. A single dataset is the train split; asking it for
+    the test split is an error that says to return the mapping.
+    """
+    from .imports import accepted_kwargs, call_factory, resolve
+
+    if split not in SPLITS:
+        raise LandscapeError(f"unknown split {split!r}; use 'train' or 'test'")
+    fn = resolve(path, "data")
+    kwargs = accepted_kwargs(fn, {"split": split}) if callable(fn) else {}
+    value = call_factory(fn, path, "data", kwargs)
+    if isinstance(value, dict):
+        if split not in value:
+            raise LandscapeError(f"data {path!r} returned a mapping with keys {sorted(map(str, value))}; "
+                                 f"it needs {split!r} (return {{'train': ..., 'test': ...}})")
+        value = value[split]
+    elif split == "test" and not kwargs:
+        raise MissingSplit(f"data {path!r} returned one dataset, used as the train split; for a test split "
+                             "return {'train': ..., 'test': ...} or take a split argument")
+    if not isinstance(value, (Dataset, DataLoader, tuple, list)):
+        raise LandscapeError(f"data {path!r} returned a {type(value).__name__}; return a Dataset, a DataLoader, "
+                             "an (inputs, targets) pair of tensors or a {'train': ..., 'test': ...} mapping")
+    if isinstance(value, LabeledData):
+        return value
+    try:
+        x, y = as_tensors(value)
+    except LandscapeError as e:
+        raise LandscapeError(f"data {path!r}: {e}") from None
+    num_classes = getattr(value, "num_classes", None) or getattr(getattr(value, "dataset", None), "num_classes", None)
+    return LabeledData(x, y, name=path, num_classes=num_classes, split=split)
+
+
+def train_test(name: str, root: str | os.PathLike | None = None) -> tuple[LabeledData, LabeledData | None]:
+    """Both splits of ``name``; the test split is None when a user factory returns only training data."""
+    train = get_dataset(name, "train", root)
+    try:
+        return train, get_dataset(name, "test", root)
+    except MissingSplit:
+        return train, None
 
 
 # ---------------------------------------------------------------- any data -> tensors

@@ -69,14 +69,22 @@ LOSSES: dict[str, LossFn] = {
 
 
 def get_loss(loss: LossSpec) -> LossFn:
-    """Resolve a loss name or pass a callable through."""
+    """Resolve a loss name or an import path ``pkg.module:fn``, or pass a callable through."""
     if callable(loss):
         return loss
+    from .imports import is_import_path, resolve
+
+    if is_import_path(loss):
+        fn = resolve(loss, "loss")
+        if not callable(fn):
+            raise LandscapeError(f"loss {loss!r} is a {type(fn).__name__}, not a callable (outputs, targets) -> mean loss")
+        return fn
     try:
         return LOSSES[loss]
     except KeyError:
         raise LandscapeError(
-            f"unknown loss {loss!r}; use one of {sorted(LOSSES)} or pass a callable (outputs, targets) -> mean loss"
+            f"unknown loss {loss!r}; use one of {sorted(LOSSES)}, an import path module:function, or pass a "
+            "callable (outputs, targets) -> mean loss"
         ) from None
 
 

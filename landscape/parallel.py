@@ -3,7 +3,8 @@
 Rank 0 owns the output file, computes points itself and hands chunks of point indices to the
 other ranks, which send back finished values. Each worker keeps two requests outstanding, so it
 never waits for rank 0 to finish a point before getting more work; chunks are small, so uneven
-ranks finish together. There is no file locking and no reduction of whole arrays.
+ranks finish together. Only rank 0 touches the output (and holds its lock); there is no
+reduction of whole arrays.
 """
 from __future__ import annotations
 
@@ -64,24 +65,26 @@ def rank_device(comm: Any | None, requested: str | None = None) -> str:
     return "cpu"
 
 
-def on_root(comm: Any | None, fn: Callable[[], None]) -> None:
-    """Run ``fn`` on rank 0 only; a `LandscapeError` it raises is raised on every rank.
+def on_root(comm: Any | None, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on rank 0 only and return its result on every rank; a `LandscapeError` it raises
+    is raised on every rank.
 
     A check or file write that one process does must not leave the other ranks waiting forever
     for a broadcast that never comes when it fails: they all stop with the same one-line error.
     """
     from .errors import LandscapeError
 
-    error = None
+    error = result = None
     if rank_of(comm) == 0:
         try:
-            fn()
+            result = fn()
         except LandscapeError as e:
             error = str(e)
     if comm is not None:
-        error = comm.bcast(error, root=0)
+        error, result = comm.bcast((error, result), root=0)
     if error:
         raise LandscapeError(error)
+    return result
 
 
 def configure_threads(comm: Any | None, threads: int | None = None) -> int:

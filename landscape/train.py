@@ -25,13 +25,14 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .checkpoint import model_spec, save_checkpoint
+from .checkpoint import model_spec, reload_note, save_checkpoint
 from .data import DataSpec, LabeledData, as_tensors
 from .errors import LandscapeError
 from .evaluation import Evaluator, evaluate, resolve_device
 from .jsonfile import write_json_atomic
 from .losses import LossSpec, get_loss, loss_name
 from .models import build_model
+from .models.registry import dataset_kwargs
 from .schedules import LRSchedule
 
 OPTIMIZERS = ("sgd", "adam")
@@ -53,11 +54,13 @@ class TrainResult:
 
 
 def init_model(name: str, data: LabeledData, seed: int = 0, **model_args: Any) -> nn.Module:
-    """Build a registry model for ``data``'s input shape and class count with a seeded init.
+    """Build a model (registry name, import path or hub name) for ``data`` with a seeded init.
 
-    The init draws from the global RNG, which is forked so the caller's random state is untouched.
+    Built-in models get ``data``'s input shape and class count; a user factory gets those of them
+    its signature takes. The init draws from the global RNG, which is forked so the caller's random
+    state is untouched.
     """
-    args = {"input_shape": tuple(data.input_shape), "num_classes": data.num_classes}
+    args = dataset_kwargs(name, tuple(data.input_shape), data.num_classes)
     args.update(model_args)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -132,7 +135,7 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
     _check_args(batch_size, n, epochs, steps, lr, weight_decay, momentum, snapshot_every, out_dir,
                 target_error, test_data is not None)
     out = Path(out_dir) if out_dir is not None else None
-    spec = model_spec(model) if out is not None else getattr(model, "landscape_spec", None)
+    spec = model_spec(model)  # None for a module build_model did not make: saved as weights + meta (reload_note)
     dev = resolve_device(device, model)
     steps_per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
     total_steps = int(steps) if steps is not None else max(1, round(float(epochs) * steps_per_epoch))
@@ -257,5 +260,9 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
     checkpoint = None
     if out is not None:
         checkpoint = save_checkpoint(out / "model.pt", model, meta)
+        if spec is None:
+            import warnings
+
+            warnings.warn(reload_note(checkpoint, model), stacklevel=2)
     write_history("diverged" if meta["diverged"] else "finished")
     return TrainResult(model=model, meta=meta, history=history, checkpoint=checkpoint, snapshots=snapshots)

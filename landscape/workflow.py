@@ -15,7 +15,8 @@ from .data import get_dataset
 from .directions import (interpolation_direction, load_directions, plane_directions, random_directions,
                          save_directions)
 from .errors import LandscapeError
-from .surface import Surface, compute_surface, subset_hash
+from .imports import default_loss
+from .surface import Surface, compute_surface, read_surface_file, subset_hash
 
 if TYPE_CHECKING:
     from .hessian.extremes import EigenExtremes
@@ -37,12 +38,13 @@ class SurfaceJob:
     splits: Sequence[str] = ("train", "test")
     norm: str = "filter"
     ignore: str = "biasbn"
+    bias_dir: str = "random"  # with ignore="none": how 1-D tensors move (random | weights, the older tool's)
     kind: str | None = None
     seed: int = 0
     orthogonalize: bool = False
     dir_file: str | None = None
     samples: int | None = None
-    loss: str = "crossentropy"
+    loss: str | None = None  # None: the checkpoint's own (landscape.imports.default_loss)
     batch_size: int | None = None
     device: str | None = None
     rtol: float | None = None
@@ -74,17 +76,18 @@ def load_job_checkpoint(path: str, job: SurfaceJob, device: str = "cpu") -> Chec
 
 
 def _existing_attr(path: Path, name: str):
-    """A resumed surface keeps the batch size, layout and BN folding it was started with (sums stay bit-identical)."""
+    """A resumed surface keeps the batch size, layout and BN folding it was started with (sums stay bit-identical).
+
+    None when there is no file or it is no landscape surface (`compute_surface` refuses those
+    with the reason, before anything is written).
+    """
     if not path.exists():
         return None
-    import h5py
-
     try:
-        with h5py.File(path, "r") as f:
-            value = f.attrs.get(name)
-    except (OSError, ValueError):
+        attrs = read_surface_file(path, "")[-1]
+    except LandscapeError:
         return None
-    return value.decode() if isinstance(value, bytes) else (value.item() if hasattr(value, "item") else value)
+    return attrs.get(name) if attrs.get("format") == "landscape-surface" else None
 
 
 def job_directions(job: SurfaceJob, base: Checkpoint) -> tuple[list[dict], dict]:
@@ -105,11 +108,18 @@ def job_directions(job: SurfaceJob, base: Checkpoint) -> tuple[list[dict], dict]
         b = load_job_checkpoint(job.ckpt2, job)
         dirs = [interpolation_direction(base.model, b.model, kind)]
         if job.y is not None:  # a random filter-normalized y next to the interpolation x
-            dirs.append(random_directions(base.model, 1, job.norm, job.ignore, kind, job.seed)[0])
-        return dirs, {"kind": kind, "ckpt2": job.ckpt2, "norm_y": job.norm if job.y is not None else "none"}
-    dirs = random_directions(base.model, n, job.norm, job.ignore, kind, job.seed, job.orthogonalize)
+            dirs.append(random_directions(base.model, 1, job.norm, job.ignore, kind, job.seed,
+                                          bias_dir=job.bias_dir)[0])
+        return dirs, {"kind": kind, "ckpt2": job.ckpt2, "norm_y": job.norm if job.y is not None else "none",
+                      **(_bias_dir_attr(job) if job.y is not None else {})}
+    dirs = random_directions(base.model, n, job.norm, job.ignore, kind, job.seed, job.orthogonalize, job.bias_dir)
     return dirs, {"kind": kind, "norm": job.norm, "ignore": job.ignore, "seed": job.seed,
-                  "orthogonalize": job.orthogonalize}
+                  "orthogonalize": job.orthogonalize, **_bias_dir_attr(job)}
+
+
+def _bias_dir_attr(job: SurfaceJob) -> dict:
+    """Recorded (direction file, surface fingerprint) where it matters: random directions with ignore='none'."""
+    return {"bias_dir": job.bias_dir} if job.ignore == "none" else {}
 
 
 def job_data(job: SurfaceJob, base: Checkpoint) -> tuple[str, dict]:
@@ -129,6 +139,7 @@ class EigMeasure:
     def __init__(self, extremes: EigenExtremes, fingerprint: Mapping[str, Any]):
         self.extremes = extremes
         self.fingerprint = dict(fingerprint)
+        self.names = (*extremes.names, "eig_converged")
 
     def __call__(self, model) -> dict[str, float]:
         before = self.extremes.n_unconverged
@@ -210,6 +221,7 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     configure_threads(comm, job.threads)
     device = rank_device(comm, job.device)
     base = load_job_checkpoint(job.ckpt, job, device)
+    job.loss = default_loss(job.loss, base.meta)
     directions, dir_attrs = job_directions(job, base)
     kind = dir_attrs.get("kind") or dir_attrs.get("dir_kind") or job.kind or "weights"
     name, splits = job_data(job, base)
@@ -223,13 +235,10 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     if job.eig:
         extra = [*extra, job_eig_measure(job, name, splits, device)]
     if rank_of(comm) == 0:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_directions(out.parent / f"{out.stem}_directions.h5", directions,
-                        {**dir_attrs, "checkpoint_sha256": base.sha256, "checkpoint": str(job.ckpt)})
         batch_size = batch_size or _existing_attr(out, "batch_size")
         layout = layout or _existing_attr(out, "layout")
         if fold_bn == "auto" and _existing_attr(out, "format") == "landscape-surface":  # resume as it was made
-            fold_bn = "on" if (_existing_attr(out, "fold_bn") or 0) > 0 else "off"
+            fold_bn = "on" if _existing_attr(out, "fold_bn") not in (None, 0, "0", "none") else "off"
         if not batch_size or not layout:
             from .data import as_tensors
             from .evaluation import cached_batch_size, cached_layout
@@ -247,4 +256,7 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
                            batch_size=int(batch_size), device=device, kind=kind, samples=job.samples,
                            layout=str(layout), fold_bn=fold_bn,
                            rtol=job.rtol, min_samples=job.min_samples, precision=job.precision, extra=extra,
-                           progress=job.progress, attrs=attrs, comm=comm)
+                           progress=job.progress, attrs=attrs, comm=comm,
+                           before_write=lambda: save_directions(  # once the surface accepted this run
+                               out.parent / f"{out.stem}_directions.h5", directions,
+                               {**dir_attrs, "checkpoint_sha256": base.sha256, "checkpoint": str(job.ckpt)}))

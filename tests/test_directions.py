@@ -118,3 +118,103 @@ def test_extrapolated_bn_variance_is_clamped_not_nan(small_digits):
     d = landscape.interpolation_direction(a, b, kind="states")
     s = landscape.compute_surface(a, [d], train, [1.0, 1.5], kind="states", progress=False)
     assert np.all(np.isfinite(s["train_loss"]))  # at 1.5 the raw variance would be 1 - 1.5 * 0.8 = -0.2
+
+
+def _write_loss_landscape_directions(path, directions):
+    """loss-landscape's h5_util.write_list layout: one group per direction, datasets '0', '1', ... in order."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        for group, tensors in zip(("xdirection", "ydirection"), directions):
+            g = f.create_group(group)
+            for i, t in enumerate(tensors):
+                g.create_dataset(str(i), data=t.numpy())
+
+
+@pytest.mark.parametrize("kind", ["weights", "states"])
+def test_loss_landscape_direction_file_round_trips_to_identical_directions(tmp_path, kind):
+    model = _bn_model()
+    dirs = landscape.random_directions(model, n=2, kind=kind, ignore="none", seed=7)
+    if kind == "weights":  # its order: model.parameters()
+        order = [n for n, _ in model.named_parameters()]
+        lists = [[d[n] for n in order] for d in dirs]
+    else:  # its order: every state_dict entry, num_batches_tracked included (a 0-d float there)
+        lists = [[d[n] if n in d else torch.zeros(t.shape) for n, t in model.state_dict().items()] for d in dirs]
+    _write_loss_landscape_directions(tmp_path / "theirs.h5", lists)
+    loaded, attrs = load_directions(tmp_path / "theirs.h5", model)
+    assert attrs["kind"] == kind and [list(d) for d in loaded] == [list(d) for d in dirs]
+    assert all(torch.equal(loaded[k][n], dirs[k][n]) for k in range(2) for n in dirs[k])
+
+
+def test_loss_landscape_direction_file_for_another_model_is_refused_with_the_reason(tmp_path):
+    model = _bn_model()
+    params = [p.detach().clone() for p in model.parameters()]
+    _write_loss_landscape_directions(tmp_path / "short.h5", [params[:-1]])
+    with pytest.raises(LandscapeError, match=f"{len(params) - 1} unnamed tensors per direction.*"
+                                             f"{len(params)} parameters and {len(model.state_dict())} state_dict"):
+        load_directions(tmp_path / "short.h5", model)
+    with pytest.raises(LandscapeError, match="--kind states asks for its states"):
+        _write_loss_landscape_directions(tmp_path / "w.h5", [params])
+        load_directions(tmp_path / "w.h5", model, kind="states")
+    swapped = [params[1], params[0]] + params[2:]
+    _write_loss_landscape_directions(tmp_path / "swapped.h5", [swapped])
+    with pytest.raises(LandscapeError, match=r"tensor 0 has shape \(4,\), but weight 0 of this model "
+                                             r"\('features.0.weight'\)"):
+        load_directions(tmp_path / "swapped.h5", model)
+
+
+def _bn_model():
+    torch.manual_seed(0)
+    return landscape.build_model("convnet", input_shape=(1, 8, 8), num_classes=10, channels=(4, 8, 8))
+
+
+def test_dir_file_in_loss_landscape_layout_drives_the_cli(tmp_path, small_digits):
+    from landscape.cli import main
+    from landscape.surface import load_surface
+
+    model = _bn_model()
+    ckpt = landscape.save_checkpoint(tmp_path / "m.pt", model, {"dataset": "digits"})
+    (d,) = landscape.random_directions(model, n=1, seed=2)
+    _write_loss_landscape_directions(tmp_path / "theirs.h5", [[d[n] for n, _ in model.named_parameters()]])
+    args = ["surface", "--ckpt", str(ckpt), "--x", "-1:1:3", "--splits", "train", "--no-progress",
+            "--layout", "contiguous", "--batch-size", "512", "--fold-bn", "off"]
+    assert main(args + ["--dir-file", str(tmp_path / "theirs.h5"), "--out", str(tmp_path / "a")]) == 0
+    ours = landscape.save_directions(tmp_path / "ours.h5", [d])
+    assert main(args + ["--dir-file", str(ours), "--out", str(tmp_path / "b")]) == 0
+    a, b = (load_surface(next((tmp_path / o).glob("*_1d.h5"))) for o in "ab")
+    assert np.array_equal(a["train_loss"], b["train_loss"]) and a.attrs["directions"] == b.attrs["directions"]
+
+
+def test_ignore_none_bias_dir_weights_is_the_older_tools_behaviour(convnet):
+    """loss-landscape sets the direction of every 1-D tensor to the tensor itself; the rest is unchanged."""
+    weights = weight_tensors(convnet, "weights")
+    (random_bias,) = landscape.random_directions(convnet, n=1, ignore="none", seed=5)
+    (older,) = landscape.random_directions(convnet, n=1, ignore="none", bias_dir="weights", seed=5)
+    for name, w in weights.items():
+        if w.dim() <= 1:
+            assert torch.equal(older[name], w), name
+            assert torch.isclose(random_bias[name].norm(), w.norm(), rtol=1e-5)
+            assert w.norm() == 0 or not torch.equal(random_bias[name], w), name  # BN biases start at zero
+        else:
+            assert torch.equal(older[name], random_bias[name]), name
+    with pytest.raises(LandscapeError, match="bias_dir='weights' applies only with ignore='none'"):
+        landscape.random_directions(convnet, n=1, bias_dir="weights")
+    with pytest.raises(LandscapeError, match="unknown bias_dir"):
+        landscape.random_directions(convnet, n=1, ignore="none", bias_dir="zero")
+
+
+def test_bias_dir_is_recorded_in_the_direction_file_and_the_surface_fingerprint(tmp_path, capsys):
+    import h5py
+
+    from landscape.cli import main
+
+    ckpt = landscape.save_checkpoint(tmp_path / "m.pt", _bn_model(), {"dataset": "digits"})
+    args = ["surface", "--ckpt", str(ckpt), "--x", "-1:1:3", "--splits", "train", "--no-progress", "--layout",
+            "contiguous", "--batch-size", "512", "--fold-bn", "off", "--ignore", "none", "--out", str(tmp_path / "o")]
+    assert main(args + ["--bias-dir", "weights"]) == 0
+    with h5py.File(tmp_path / "o" / "random_1d_directions.h5") as f:
+        assert f.attrs["bias_dir"] == "weights" and f.attrs["ignore"] == "none"
+    with h5py.File(tmp_path / "o" / "random_1d.h5") as f:
+        assert f.attrs["bias_dir"] == "weights" and "bias_dir" in f.attrs["fingerprint_keys"]
+    assert main(args) == 2  # the default (random) is another surface: refused, not mixed
+    assert "was computed with" in capsys.readouterr().err

@@ -5,13 +5,14 @@ import copy
 import functools
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from landscape import build_model, get_dataset, save_checkpoint
 from landscape.data import subset_indices
 from landscape.cli import main
-from landscape.hessian import HessianOperator, dense_hessian, rounding_error
+from landscape.hessian import HessianOperator, dense_hessian, eigenvalues, rounding_error
 
 
 def _digits96() -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,6 +35,14 @@ def _fitted_mlp(steps: int) -> torch.nn.Module:
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
     return model.eval()
+
+
+@functools.lru_cache(maxsize=None)
+def _exact_eigenvalues(steps: int) -> np.ndarray:
+    """Eigenvalues of the dense float64 Hessian of `_fitted_mlp` on the subset, descending."""
+    x, y = _digits96()
+    H = dense_hessian(HessianOperator(copy.deepcopy(_fitted_mlp(steps)).double(), (x.double(), y)))
+    return np.sort(torch.linalg.eigvalsh(H).numpy())[::-1]
 
 
 def _dense_reference_error(model, data, v, **kw) -> float:
@@ -81,8 +90,25 @@ def test_cli_notes_float32_rounding_and_dtype_float64_removes_it(tmp_path, capsy
     rec64 = json.loads((tmp_path / "f64" / "hessian.json").read_text())
     assert rec64["operator"]["dtype"] == "float64" and "float32_rel_error" not in rec64 and "note:" not in out64
     # float64 eigenvalues equal the dense float64 Hessian's top two on the same samples
-    x, y = _digits96()
-    exact = torch.linalg.eigvalsh(dense_hessian(HessianOperator(copy.deepcopy(model).double(), (x.double(), y))))
-    assert rec64["largest_eigenvalues"]["values"] == pytest.approx(sorted(exact.tolist())[::-1][:2], rel=1e-8)
+    exact = _exact_eigenvalues(300)
+    assert rec64["largest_eigenvalues"]["values"] == pytest.approx(exact[:2].tolist(), rel=1e-8)
     # and the float32 ones are off by no more than the recorded rounding error allows
-    assert rec32["largest_eigenvalues"]["values"][0] == pytest.approx(exact[-1].item(), rel=max(10 * err, 1e-6))
+    assert rec32["largest_eigenvalues"]["values"][0] == pytest.approx(exact[0], rel=max(10 * err, 1e-6))
+    assert rec32["largest_eigenvalues"]["precision_limited"] and "limited by float32 rounding" in out32
+
+
+def test_eigenvalues_say_when_float32_rounding_limits_them_where_lanczos_alone_claims_convergence():
+    """Saturated MLP: Lanczos' own estimate meets tol 1e-6 but the dense float64 answer is further off."""
+    model, data = _fitted_mlp(300), _digits96()
+    exact = _exact_eigenvalues(300)[:2]
+    unchecked = eigenvalues(model, data, k=2, tol=1e-6, check_rounding=False)
+    assert unchecked.converged and unchecked.rounding_error is None and not unchecked.precision_limited
+    actual = np.abs(unchecked.values - exact)
+    assert np.any(actual > 1e-6 * np.abs(exact))  # the claim it would make is wrong
+    res = eigenvalues(model, data, k=2, tol=1e-6)
+    assert np.array_equal(res.values, unchecked.values) and res.n_hvps == unchecked.n_hvps
+    assert res.precision_limited and not res.converged and res.rounding_error > 1e-5
+    assert np.all(actual <= res.errors)  # the reported error covers the actual one
+    assert res.to_dict()["precision_limited"] is True and res.vectors is None
+    exact64 = eigenvalues(copy.deepcopy(model).double(), (data[0].double(), data[1]), k=2, tol=1e-10)
+    assert exact64.converged and exact64.rounding_error == 0.0 and not exact64.precision_limited

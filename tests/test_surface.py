@@ -251,3 +251,45 @@ def test_resume_with_other_fold_bn_is_refused(tmp_path, small_digits):
     with h5py.File(plain, "a") as f:  # a file from before fold_bn was recorded was computed unfolded
         del f.attrs["fold_bn"]
     landscape.compute_surface(model, dirs, train, x, out=plain, fold_bn=False, progress=False)
+
+
+def test_accuracy_is_percent_in_the_file_as_the_older_plotters_read_it(tmp_path, convnet, small_digits):
+    """plot_1D.py reads f['train_acc'] onto a 0-100 axis and draws 100 - train_acc as the error."""
+    train, test = small_digits
+    dirs = landscape.random_directions(convnet, n=1, seed=3)
+    x, path = np.linspace(-1, 1, 5), tmp_path / "s.h5"
+    s = landscape.compute_surface(convnet, dirs, {"train": train, "test": test}, x, out=path, progress=False)
+    centre = landscape.evaluate(convnet, test)[1]
+    with h5py.File(path, "r") as f:  # what the older plotters see
+        assert f.attrs["acc_unit"] == "percent"
+        test_acc, train_loss = f["test_acc"][:], f["train_loss"][:]
+    assert test_acc[2] == pytest.approx(100 * centre) and 100 - test_acc[2] == pytest.approx(100 * (1 - centre))
+    assert np.allclose(test_acc, 100 * s["test_acc"]) and np.array_equal(train_loss, s["train_loss"])
+    assert s["test_acc"][2] == pytest.approx(centre)  # fractions in memory, bit for bit what the file gives back
+    back = load_surface(path)
+    assert np.array_equal(back["test_acc"], s["test_acc"]) and "acc_unit" not in back.attrs
+
+
+def test_older_files_read_as_fractions_and_an_old_file_resumes_into_percent(tmp_path, convnet, small_digits):
+    train, _ = small_digits
+    dirs = landscape.random_directions(convnet, n=2, seed=3)
+    x, y = np.linspace(-1, 1, 3), np.linspace(-1, 1, 2)
+    full = landscape.compute_surface(convnet, dirs, train, x, y, progress=False)
+    old = tmp_path / "old.h5"  # this project's file from before acc_unit: fractions, no attribute
+    landscape.compute_surface(convnet, dirs, train, x, y, out=old, progress=False)
+    with h5py.File(old, "a") as f:
+        f["train_acc"][...] = full["train_acc"]
+        del f.attrs["acc_unit"]
+        done = f["done"][()]
+        done.reshape(-1)[::2] = False
+        f["done"][...] = done
+    assert np.array_equal(load_surface(old)["train_acc"][done], full["train_acc"][done])
+    landscape.compute_surface(convnet, dirs, train, x, y, out=old, progress=False)  # resumed: now percent
+    with h5py.File(old, "r") as f:
+        assert f.attrs["acc_unit"] == "percent" and np.allclose(f["train_acc"][()], 100 * full["train_acc"])
+    assert np.array_equal(load_surface(old)["train_acc"], full["train_acc"])
+    theirs = tmp_path / "theirs.h5"  # loss-landscape's own layout: coordinates, losses, percent, no attributes
+    with h5py.File(theirs, "w") as f:
+        f["xcoordinates"], f["ycoordinates"] = x, y
+        f["train_loss"], f["train_acc"] = full["train_loss"], 100 * full["train_acc"]
+    assert np.allclose(load_surface(theirs)["train_acc"], full["train_acc"], rtol=1e-15)

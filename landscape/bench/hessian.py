@@ -82,11 +82,10 @@ def oracle_stop(run, reference, target: float) -> int | None:
 
 
 def _trained_model(args: argparse.Namespace, data):
-    from ..models import build_model
-    from ..train import train
+    from ..train import init_model, train
 
     torch.manual_seed(0)
-    model = build_model(args.model, input_shape=data.input_shape, num_classes=data.num_classes)
+    model = init_model(args.model, data, seed=0, **(getattr(args, "model_args", None) or {}))
     train(model, data, batch_size=128, lr=0.05, momentum=0.9, epochs=10, seed=0, progress=False,
           dataset=getattr(data, "name", None))
     return model.eval()

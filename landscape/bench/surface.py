@@ -19,15 +19,15 @@ import torch
 from ..data import get_dataset
 from ..directions import random_directions
 from ..evaluation import channels_last_model, measure_batch_size, measure_layout
-from ..models import build_model
 from ..parallel import configure_threads, get_comm, rank_of
 from ..surface import compute_surface
 from . import machine_info
 
 
-def _model_for(name: str, data, seed: int = 0):
-    torch.manual_seed(seed)
-    return build_model(name, input_shape=data.input_shape, num_classes=data.num_classes).eval()
+def _model_for(name: str, data, seed: int = 0, model_args: dict | None = None):
+    from ..train import init_model
+
+    return init_model(name, data, seed=seed, **(model_args or {})).eval()
 
 
 def matmul_peak(device: torch.device, n: int = 1024, repeat: int = 5) -> float:
@@ -180,7 +180,7 @@ def _rtol_work(args: argparse.Namespace, device) -> dict:
 
     name = args.dataset if len(get_dataset(args.dataset, "train", args.data_root)) >= 4000 else "mnist1d"
     data = get_dataset(name, "train", args.data_root)
-    model = _model_for(args.model, data)
+    model = _model_for(args.model, data, model_args=getattr(args, 'model_args', None))
     train(model, data, batch_size=128, lr=0.1, epochs=3, progress=False, seed=0)
     model.eval()
     dirs = random_directions(model, 2, seed=0)
@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> dict:
     data = get_dataset(args.dataset, "train", args.data_root)
     if args.samples:
         data = type(data)(data.inputs[:args.samples], data.targets[:args.samples], data.name, data.num_classes)
-    model = _model_for(args.model, data).to(device)
+    model = _model_for(args.model, data, model_args=getattr(args, 'model_args', None)).to(device)
     dirs = random_directions(model, 2, seed=0)
     inputs = data.inputs.to(device)
     result: dict = {"mode": "surface", "model": args.model, "dataset": args.dataset, "samples": len(data),

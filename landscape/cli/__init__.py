@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 # Order is the order shown by --help.
-COMMANDS = ["demo", "train", "plot", "surface", "render", "hessian", "sharpness", "sweep", "report",
+COMMANDS = ["demo", "train", "plot", "surface", "render", "view", "hessian", "sharpness", "sweep", "report",
             "figures", "bench", "info"]
 
 

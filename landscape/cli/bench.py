@@ -5,7 +5,7 @@ import argparse
 import importlib
 import json
 
-from .common import positive_int
+from .common import DATA_HELP, add_dataset_arg, add_model_arg, positive_int
 
 HELP = ("benchmark the surface evaluator (against the older tool's loop: --baseline ll), the Hessian solvers "
         "(--hessian) or the shift kernel (--op shift)")
@@ -17,8 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", choices=["ll"], default=None,
                    help="time the surface evaluator against a loop in the older loss-landscape tool's style (ll), "
                         "side by side on the digits convnet and a ResNet-20 at CIFAR shape")
-    p.add_argument("--model", default="convnet", help="registry model name")
-    p.add_argument("--dataset", default=None, help="dataset (default: digits, or the checkpoint's own with --ckpt)")
+    add_model_arg(p, "convnet")
+    add_dataset_arg(p, None, DATA_HELP + " (default: digits, or the checkpoint's own with --ckpt)")
     p.add_argument("--ckpt", default=None,
                    help="with --hessian: measure this checkpoint instead of training the default model first")
     p.add_argument("--data-root", default=None)

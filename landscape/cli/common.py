@@ -59,19 +59,41 @@ def non_negative_float(text: str) -> float:
     return v
 
 
+MODEL_HELP = ("registry name, import path pkg.module:factory (a class or function returning an nn.Module), "
+              "hf:DIR (a transformers save_pretrained directory) or timm:NAME")
+DATA_HELP = ("dataset name or import path pkg.module:factory returning a Dataset, DataLoader, (inputs, targets) "
+             "tensors or a {'train': ..., 'test': ...} mapping")
+LOSS_HELP = "crossentropy, mse, or an import path pkg.module:fn taking (outputs, targets) to a mean loss"
+
+
+def add_model_arg(p: argparse.ArgumentParser, default: str | None, help: str = MODEL_HELP) -> None:
+    """``--model`` and its JSON ``--model-args``: the one spelling of both for every command."""
+    p.add_argument("--model", default=default, help=help)
+    p.add_argument("--model-args", type=json_dict, default=None,
+                   help="JSON constructor arguments for --model, e.g. '{\"width\": 64}'")
+
+
+def add_dataset_arg(p: argparse.ArgumentParser, default: str | None, help: str = DATA_HELP) -> None:
+    p.add_argument("--dataset", "--data", dest="dataset", default=default, help=help)
+
+
+def add_loss_arg(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument("--loss", default=default, help=LOSS_HELP + ("" if default else " (default: the checkpoint's own, "
+                                                                "else crossentropy)"))
+
+
 def add_checkpoint_args(p: argparse.ArgumentParser, multi: bool = False) -> None:
     p.add_argument("--ckpt", required=True, help="checkpoint file (.pt, .t7, .safetensors, bare state_dict)")
     if multi:
         p.add_argument("--ckpt2", help="second checkpoint: x is the line from --ckpt to it")
         p.add_argument("--ckpt3", help="third checkpoint: y spans the plane through the three")
-    p.add_argument("--model", help="registry name, needed when the file does not name its model")
-    p.add_argument("--model-args", type=json_dict, default=None, help="JSON constructor arguments for --model")
+    add_model_arg(p, None, MODEL_HELP + "; needed only when the file does not name its model")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's own)")
+    add_dataset_arg(p, None, DATA_HELP + " (default: the checkpoint's own)")
     p.add_argument("--data-root", default=None, help="directory holding CIFAR / MNIST files")
-    p.add_argument("--loss", default="crossentropy", choices=["crossentropy", "mse"])
+    add_loss_arg(p, None)
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="evaluation batch size (default: the fastest, measured once per model and device)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")

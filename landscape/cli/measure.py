@@ -33,6 +33,9 @@ def load_measure_inputs(args: argparse.Namespace):
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     ckpt = load_checkpoint(args.ckpt, model=args.model, model_args=args.model_args, map_location=device)
+    from ..imports import default_loss
+
+    args.loss = default_loss(args.loss, ckpt.meta)
     if args.dtype == "float64":
         ckpt.model.double()  # inputs follow the parameters' dtype in every measurement
     name = ckpt.dataset_name(args.dataset)

@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", nargs="+", default=["png"], choices=["png", "pdf"], help="figure formats")
     p.add_argument("--log", action="store_true", help="log-scale loss axes")
     p.add_argument("--vmax", type=float, default=None, help="clip loss above this value in 2D plots")
+    p.add_argument("--no-html", action="store_true",
+                   help="skip the interactive page (SURF.html beside the figures; see landscape view)")
     p.add_argument("--trajectory", default=None, metavar="RUN_DIR",
                    help="PCA directions from RUN_DIR's snapshots, and the projected path over the contour "
                         "(around RUN_DIR/model.pt, so --ckpt may be left out; without --x/--y the grid covers the path)")
@@ -40,8 +42,17 @@ def run(args: argparse.Namespace) -> int:
     from ..plot import render
 
     paths = render(surface, job.surface_path().parent, formats=tuple(args.format), log=args.log, vmax=args.vmax)
-    _report(job, surface, paths)
+    _report(job, surface, paths + _view(args, job, surface))
     return 0
+
+
+def _view(args: argparse.Namespace, job, surface) -> list:
+    """The interactive page next to the figures (``--no-html`` skips it)."""
+    if args.no_html:
+        return []
+    from ..view import view_html
+
+    return [view_html([surface], job.surface_path().with_suffix(".html"))]
 
 
 def _report(job, surface, paths) -> None:
@@ -53,7 +64,7 @@ def _report(job, surface, paths) -> None:
     if note:
         print(note)
     for path in paths:
-        print(f"figure:  {path}")
+        print(f"{'view:   ' if str(path).endswith('.html') else 'figure: '} {path}")
 
 
 def _run_trajectory(args: argparse.Namespace) -> int:
@@ -82,5 +93,5 @@ def _run_trajectory(args: argparse.Namespace) -> int:
     paths += draw_trajectory(surface, job.dir_file, out_dir / f"{job.surface_path().stem}_trajectory",
                              log=args.log, vmax=args.vmax, formats=tuple(args.format))
     print(f"directions: {job.dir_file}")
-    _report(job, surface, paths)
+    _report(job, surface, paths + _view(args, job, surface))
     return 0

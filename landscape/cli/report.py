@@ -7,7 +7,8 @@ from .common import positive_int
 
 HELP = "table of generalization gap and sharpness per batch size / weight decay, with Kendall tau"
 DESCRIPTION = (HELP + ". Reads every RUNS_DIR/*/model.pt, caches measures in measures.json beside each, and "
-               "writes report.csv, report_runs.csv, report.md and report.json.")
+               "writes report.csv, report_runs.csv, report.md, report.json and report.html (with the views of the surface "
+               "files found in each run's folder).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="where the tables go (default: RUNS_DIR)")
     p.add_argument("--recompute", action="store_true", help="ignore cached measures")
     p.add_argument("--device", default=None, help="cpu, cuda (default: cpu)")
+    p.add_argument("--no-html", action="store_true",
+                   help="skip report.html (the tables and the views of every surface file under each run)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -31,5 +34,11 @@ def run(args: argparse.Namespace) -> int:
                           device=args.device, recompute=args.recompute, progress=not args.no_progress)
     print(report.format_table())
     paths = report.save(args.out or args.runs_dir)
+    if not args.no_html:
+        from pathlib import Path
+
+        from ..view_report import report_html
+
+        paths["html"] = report_html(report, Path(args.out or args.runs_dir) / "report.html")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

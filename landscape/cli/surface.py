@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--norm", default="filter", choices=["filter", "layer", "weight", "dfilter", "dlayer", "none"])
     p.add_argument("--ignore", default="biasbn", choices=["biasbn", "none"],
                    help="biasbn: zero direction on biases and BN parameters")
+    p.add_argument("--bias-dir", default="random", choices=["random", "weights"],
+                   help="with --ignore none, how biases and BN parameters move: a random vector scaled to their "
+                        "norm, or the weights themselves (tomgoldstein/loss-landscape's behaviour)")
     p.add_argument("--kind", default=None, choices=["weights", "states"],
                    help="perturb parameters only, or the whole state_dict incl. BN statistics "
                         "(default: weights; states between checkpoints)")
@@ -74,7 +77,8 @@ def job_from_args(args: argparse.Namespace):
     x = args.x if args.x is not None else (np.linspace(-0.5, 1.5, 41) if args.ckpt2 else np.linspace(-1, 1, 51))
     return SurfaceJob(ckpt=args.ckpt, ckpt2=args.ckpt2, ckpt3=args.ckpt3, x=x, y=args.y, model=args.model,
                       model_args=args.model_args, dataset=args.dataset, data_root=args.data_root,
-                      splits=args.splits, norm=args.norm, ignore=args.ignore, kind=args.kind, seed=args.seed,
+                      splits=args.splits, norm=args.norm, ignore=args.ignore,
+                      bias_dir=args.bias_dir, kind=args.kind, seed=args.seed,
                       orthogonalize=args.orthogonalize, dir_file=args.dir_file, samples=args.samples,
                       loss=args.loss, batch_size=args.batch_size, device=args.device, rtol=args.rtol,
                       min_samples=args.min_samples, precision=args.precision, layout=args.layout, fold_bn=args.fold_bn,

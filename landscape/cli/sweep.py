@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import json_dict, positive_float, positive_int
+from .common import MODEL_HELP, add_dataset_arg, add_loss_arg, add_model_arg, positive_float, positive_int
 
 HELP = "train a grid of batch sizes x weight decays x seeds (x learning rates); resumable, MPI-parallel"
 DESCRIPTION = (HELP + ". Each run goes to OUT/<name>/ with model.pt, history.json and record.json "
@@ -25,9 +25,8 @@ def _list(kind: type, what: str):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="runs directory (one subdirectory per run)")
-    p.add_argument("--model", default="convnet", help="registry model name")
-    p.add_argument("--model-args", type=json_dict, default=None, help="extra JSON constructor arguments")
-    p.add_argument("--dataset", default="digits")
+    add_model_arg(p, "convnet", MODEL_HELP + " (input shape and class count come from the data when it takes them)")
+    add_dataset_arg(p, "digits")
     p.add_argument("--data-root", default=None, help="directory holding CIFAR / MNIST files")
     p.add_argument("--batch-sizes", type=_list(int, "integers"), default=[32, 128, 512])
     p.add_argument("--weight-decays", type=_list(float, "numbers"), default=[0.0, 5e-4])
@@ -52,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--snapshot-every", type=positive_int, default=None, help="snapshot every N epochs")
     p.add_argument("--eval-every", type=positive_int, default=None,
                    help="steps between test evaluations (default: an epoch or 1/100 of the run)")
-    p.add_argument("--loss", default="crossentropy", choices=["crossentropy", "mse"])
+    add_loss_arg(p, "crossentropy")
     p.add_argument("--device", default=None, help="cpu, cuda (under MPI: one GPU per local rank)")
     p.add_argument("--dry-run", action="store_true", help="list the planned runs and which are done, then exit")
     p.add_argument("--no-progress", action="store_true")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import json_dict, positive_float, positive_int
+from .common import MODEL_HELP, add_dataset_arg, add_loss_arg, add_model_arg, positive_float, positive_int
 
 HELP = "train one model (SGD/Adam, batch size, lr, weight decay, schedule, seed) and save checkpoints"
 DESCRIPTION = (HELP + ". Writes OUT/model.pt with the run's hyperparameters and final train/test loss and "
@@ -11,10 +11,8 @@ DESCRIPTION = (HELP + ". Writes OUT/model.pt with the run's hyperparameters and 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="convnet", help="registry model name")
-    p.add_argument("--model-args", type=json_dict, default=None,
-                   help="extra JSON constructor arguments (input shape and class count come from the dataset)")
-    p.add_argument("--dataset", default="digits")
+    add_model_arg(p, "convnet", MODEL_HELP + " (input shape and class count come from the data when it takes them)")
+    add_dataset_arg(p, "digits")
     p.add_argument("--data-root", default=None, help="directory holding CIFAR / MNIST files")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
@@ -39,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: one epoch)")
     p.add_argument("--target-error", type=float, default=None,
                    help="record the step and time at which test error first falls below this")
-    p.add_argument("--loss", default="crossentropy", choices=["crossentropy", "mse"])
+    add_loss_arg(p, "crossentropy")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -56,12 +54,11 @@ def _milestones(text: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..data import get_dataset
+    from ..data import train_test
     from ..schedules import scale_lr
     from ..train import init_model, train
 
-    train_data = get_dataset(args.dataset, "train", args.data_root)
-    test_data = get_dataset(args.dataset, "test", args.data_root)
+    train_data, test_data = train_test(args.dataset, args.data_root)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = init_model(args.model, train_data, seed=args.seed, **(args.model_args or {}))
     lr = scale_lr(args.lr, args.batch_size, args.base_batch_size, args.lr_scaling)
@@ -75,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
                    extra_meta={"base_lr": args.lr, "lr_scaling": args.lr_scaling,
                                "base_batch_size": args.base_batch_size})
     m = result.meta
+    test = f", test loss {m['test_loss']:.4f} acc {m['test_acc']:.4f}" if test_data is not None else " (no test split)"
     print(f"{m['model']} on {m['dataset']}: {m['step']} steps ({m['epoch']:.1f} epochs) in {m['wall_time']:.1f}s; "
-          f"train loss {m['train_loss']:.4f} acc {m['train_acc']:.4f}, test loss {m['test_loss']:.4f} "
-          f"acc {m['test_acc']:.4f}" + ("  [DIVERGED]" if m["diverged"] else ""))
+          f"train loss {m['train_loss']:.4f} acc {m['train_acc']:.4f}{test}" + ("  [DIVERGED]" if m["diverged"] else ""))
     if m.get("target_error") is not None:
         hit = (f"step {m['steps_to_target']} ({m['time_to_target']:.2f}s)" if m["steps_to_target"] is not None
                else "not reached")

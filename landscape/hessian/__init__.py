@@ -26,6 +26,7 @@ from .extremes import EigenExtremes, eigen_extremes
 from .hvp import HessianOperator, ParamSpec, dense_hessian, select_parameters
 from .lanczos import block_lanczos, lanczos
 from .power import power_iteration
+from . import precision
 from .precision import rounding_error
 from .retained import DEFAULT_MAX_BYTES, RetainedProducts
 from .trace import DEFAULT_BLOCK_SIZE, hutch_plus_plus, hutchinson
@@ -54,16 +55,26 @@ class _Result:
 
 @dataclass
 class EigenResult(_Result):
-    """Eigenvalues (largest: descending, smallest: ascending) with their error estimates."""
+    """Eigenvalues (largest: descending, smallest: ascending) with their error estimates.
+
+    With float32 products the rounding of the operator itself limits the accuracy (saturated
+    softmax at near-zero loss): ``rounding_error`` is the measured ``||H32 v - H64 v|| / ||H64 v||``
+    along the first eigenvector, its absolute size is added to every entry of ``errors``, and
+    ``converged`` holds only if ``tol`` is met after that; ``precision_limited`` says the rounding,
+    not the iteration count, is what keeps the values from ``tol``. ``rounding_error`` is None when
+    unchecked (float64 products: 0.0).
+    """
 
     values: np.ndarray
     errors: np.ndarray
-    residuals: np.ndarray  # ||H y - theta y|| of each Ritz pair: a rigorous bound on the error
+    residuals: np.ndarray  # ||H y - theta y|| of each Ritz pair: a rigorous bound on the error (exact products)
     converged: bool
     n_hvps: int
     settings: dict
     seconds: float = 0.0
     vectors: torch.Tensor | None = field(default=None, repr=False)  # (k, P) when return_vectors=True
+    rounding_error: float | None = None
+    precision_limited: bool = False
 
     @property
     def top(self) -> float:
@@ -114,7 +125,7 @@ def eigenvalues(model: nn.Module, data: DataSpec, k: int = 1, which: str = "larg
                 weight_decay: float = 0.0, tol: float = 1e-6, max_iter: int | None = None, seed: int = 0,
                 device: str | torch.device | None = None, return_vectors: bool = False,
                 progress: bool = False, block_size: int = DEFAULT_BLOCK_SIZE,
-                retain_bytes: int = DEFAULT_MAX_BYTES) -> EigenResult:
+                retain_bytes: int = DEFAULT_MAX_BYTES, check_rounding: bool = True) -> EigenResult:
     """The ``k`` largest or smallest (``which="smallest"``: most negative) Hessian eigenvalues.
 
     ``method="lanczos"`` stops once every wanted Ritz value's error estimate is below
@@ -127,6 +138,8 @@ def eigenvalues(model: nn.Module, data: DataSpec, k: int = 1, which: str = "larg
     backward they share are more than `AUTO_BLOCK_FORWARD_SHARE` of a product (measured on the
     first data batch). ``max_iter`` bounds the products (Lanczos: in total, default ``min(P, 300)``;
     power: per eigenvalue, default 1000). ``params`` restricts to one layer or block.
+    ``check_rounding`` (float32 models) measures the products' rounding against float64 on
+    512 samples (2 products) and folds it into ``errors`` and ``converged`` (see `EigenResult`).
     """
     if method not in METHODS:
         raise LandscapeError(f"method must be one of {METHODS}, got {method!r}")
@@ -134,6 +147,8 @@ def eigenvalues(model: nn.Module, data: DataSpec, k: int = 1, which: str = "larg
         raise LandscapeError(f"which must be 'largest' or 'smallest', got {which!r}")
     op = _operator(model, data, loss, batch_size, params, weight_decay, device)
     start, before = time.perf_counter(), op.n_hvps
+    check_rounding = check_rounding and op.param_dtype != torch.float64
+    return_vectors, keep_vectors = return_vectors or check_rounding, return_vectors
     products = RetainedProducts(op, max_bytes=retain_bytes)
     chosen = method
     if method == "auto":
@@ -156,9 +171,22 @@ def eigenvalues(model: nn.Module, data: DataSpec, k: int = 1, which: str = "larg
     settings = {"k": k, "which": which, "method": method, "solver": chosen, "tol": tol, "max_iter": max_iter,
                 "seed": seed, **({"block_size": block_size} if chosen == "block" else {}),
                 "graphs_retained": bool(products.retained), **op.settings}
+    n_hvps = op.n_hvps - before  # the rounding check runs on its own operators: not counted
+    rounding = _with_rounding(op, run, tol) if check_rounding else \
+        {"rounding_error": 0.0 if op.param_dtype == torch.float64 else None}
     return EigenResult(values=run.values, errors=run.errors, residuals=run.residuals, converged=run.converged,
-                       n_hvps=op.n_hvps - before, settings=settings, seconds=time.perf_counter() - start,
-                       vectors=run.vectors)
+                       n_hvps=n_hvps, settings=settings, seconds=time.perf_counter() - start,
+                       vectors=run.vectors if keep_vectors else None, **rounding)
+
+
+def _with_rounding(op: HessianOperator, run, tol: float) -> dict:
+    """Fold the float32 rounding measured along the first eigenvector into ``run``'s errors (in place)."""
+    if run.vectors is None or not len(run.values):
+        return {}
+    relative, absolute = precision.rounding(op, run.vectors[0])
+    run.errors = run.errors + absolute
+    run.converged = run.converged and bool(np.all(run.errors <= tol * np.abs(run.values)))
+    return {"rounding_error": relative, "precision_limited": bool(np.any(absolute > tol * np.abs(run.values)))}
 
 
 def trace(model: nn.Module, data: DataSpec, n_probes: int = 100, method: str = "hutchinson",

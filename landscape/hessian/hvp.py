@@ -6,6 +6,7 @@ each batch is weighted by ``n_batch / n`` so a smaller last batch counts for wha
 model is in eval mode (BN running statistics, not batch statistics, so the Hessian does not
 depend on how the data is batched), and every product is a double ``torch.autograd.grad`` whose
 graph is freed per batch (no ``.backward(create_graph=True)``, which leaks through ``.grad``).
+Attention runs on its twice-differentiable math kernel during products (`landscape.attention`).
 
 An optional ``weight_decay`` adds ``wd/2 ||w||^2`` over the chosen parameters, i.e. ``wd * I``
 to the Hessian; an optional parameter subset restricts the operator to one layer or block.
@@ -21,6 +22,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
+from ..attention import double_backward_attention
 from ..data import DataSpec, as_tensors, iter_batches
 from ..errors import LandscapeError
 from ..evaluation import eval_mode, resolve_device
@@ -145,7 +147,7 @@ class HessianOperator(LinearOperator):
         bounds = np.cumsum([0] + self.sizes).tolist()
         vectors = [self.split(v) for v in V]  # once, not per batch: each is a cast to the parameters' dtype
         out = torch.zeros((k, self.num_params), dtype=torch.float64, device=self.device)
-        with eval_mode(self.model), torch.enable_grad():
+        with eval_mode(self.model), torch.enable_grad(), double_backward_attention():
             for xb, yb in self.batches:
                 loss = self.loss_fn(self.model(xb), yb) * (len(xb) / self.num_samples)
                 grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)

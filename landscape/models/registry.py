@@ -1,24 +1,36 @@
 """A registry of model constructors, in the spirit of timm: `build_model(name, **kwargs)`.
 
-Each built model remembers its registry name and arguments (``model.landscape_spec``) so a
-checkpoint can rebuild it without pickling code.
+``name`` is a registered name, an import path ``pkg.module:factory`` (any callable returning an
+``nn.Module``: a class or a function), ``hf:<directory>`` (a Hugging Face model saved with
+``save_pretrained``) or ``timm:<architecture>``. Each built model remembers that name and its
+arguments (``model.landscape_spec``) so a checkpoint can rebuild it without pickling code.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from ..errors import LandscapeError
+from ..imports import accepted_kwargs, call_factory, check_kwargs, is_import_path, resolve
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
-def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None):
-    """Decorator: add a constructor to the registry under its function name (or ``name``)."""
+def register_model(fn: Callable[..., nn.Module] | str | None = None, *, name: str | None = None):
+    """Decorator: add a constructor to the registry under its function name, or a name you give.
+
+    All of ``@register_model``, ``@register_model("name")`` and ``@register_model(name="name")`` work.
+    """
+    if isinstance(fn, str):  # @register_model("name")
+        fn, name = None, fn
+    if name is not None and (not name or ":" in name):
+        raise LandscapeError(f"model name {name!r} must be non-empty and without ':' (that marks import paths)")
+
     def wrap(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if not callable(f):
+            raise LandscapeError(f"register_model decorates a class or function, not a {type(f).__name__}")
         _REGISTRY[name or f.__name__] = f
         return f
     return wrap(fn) if fn is not None else wrap
@@ -29,19 +41,38 @@ def list_models() -> list[str]:
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model; unknown names and arguments are one clear error."""
-    try:
-        ctor = _REGISTRY[name]
-    except KeyError:
-        raise LandscapeError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
-    params = inspect.signature(ctor).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        bad = sorted(set(kwargs) - set(params))
-        if bad:
-            raise LandscapeError(f"model {name!r} takes no argument(s) {bad}; it takes {sorted(params)}")
-    model = ctor(**kwargs)
+    """Build a model by registry name, import path or hub name; bad names and arguments are one clear error."""
+    if name.startswith(("hf:", "timm:")):
+        from . import hub
+
+        model = hub.build_hub_model(name, **kwargs)
+    elif is_import_path(name):
+        ctor = resolve(name, "model")
+        check_kwargs(ctor, kwargs, f"model {name!r}") if callable(ctor) else None
+        model = call_factory(ctor, name, "model", kwargs)
+        if not isinstance(model, nn.Module):
+            raise LandscapeError(f"model {name!r} returned a {type(model).__name__}, not a torch.nn.Module")
+    else:
+        try:
+            ctor = _REGISTRY[name]
+        except KeyError:
+            raise LandscapeError(f"unknown model {name!r}; available: {', '.join(list_models())}, or an import "
+                                 "path such as mymodels:TinyMixer (module:factory)") from None
+        check_kwargs(ctor, kwargs, f"model {name!r}")
+        model = ctor(**kwargs)
     model.landscape_spec = {"name": name, "args": dict(kwargs)}
     return model
+
+
+def dataset_kwargs(name: str, input_shape: tuple, num_classes: int | None) -> dict:
+    """The dataset-derived constructor arguments to pass: all for built-ins, those accepted by a factory."""
+    args = {"input_shape": tuple(input_shape), "num_classes": num_classes}
+    if name.startswith(("hf:", "timm:")):
+        return {}
+    if is_import_path(name):
+        ctor = resolve(name, "model")
+        return accepted_kwargs(ctor, args) if callable(ctor) else {}
+    return args
 
 
 class ShapeCheckedModel(nn.Module):

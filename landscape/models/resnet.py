@@ -1,7 +1,9 @@
 """CIFAR ResNets (He et al. 2016) with 1x1-conv projection shortcuts, as in Li et al.'s code.
 
 ``resnet20`` has 272,474 parameters for 10 classes. The ``_noshort`` variants drop every skip
-connection, which is what makes Li et al.'s ResNet-56-noshort landscape chaotic.
+connection, which is what makes Li et al.'s ResNet-56-noshort landscape chaotic; ``wrn56_4`` and
+the like are their wide ResNets (every width times 4). Names, layer structure and state_dict keys
+are those of tomgoldstein/loss-landscape, so its checkpoints load unchanged.
 """
 from __future__ import annotations
 
@@ -67,17 +69,27 @@ class CifarResNet(ShapeCheckedModel):
         return self.linear(out)
 
 
-def _register(depth: int, shortcut: bool) -> None:
-    name = f"resnet{depth}" + ("" if shortcut else "_noshort")
+def _register(depth: int, shortcut: bool, k: int = 1, name: str | None = None) -> None:
+    name = name or (f"resnet{depth}" if k == 1 else f"wrn{depth}_{k}") + ("" if shortcut else "_noshort")
 
     def ctor(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> CifarResNet:
-        return CifarResNet(depth, input_shape, num_classes, shortcut=shortcut)
+        return CifarResNet(depth, input_shape, num_classes, shortcut=shortcut, width=16 * k)
 
     ctor.__name__ = ctor.__qualname__ = name
-    ctor.__doc__ = f"CIFAR ResNet-{depth}{'' if shortcut else ' without skip connections'}."
+    wide = f" {k}x wide (stages of {16 * k}, {32 * k}, {64 * k} channels)" if k > 1 else ""
+    ctor.__doc__ = f"CIFAR ResNet-{depth}{wide}{'' if shortcut else ' without skip connections'}."
     register_model(ctor, name=name)
 
 
+# The CIFAR networks of Li et al. 2018 under the names tomgoldstein/loss-landscape gives them.
 for _depth in (20, 56, 110):
     for _short in (True, False):
         _register(_depth, _short)
+for _depth in (32, 44):
+    _register(_depth, False)
+_register(50, False, name="resnet50_16_noshort")  # its depth-50 CIFAR ResNet (16 base channels)
+for _k in (2, 4, 8):
+    for _short in (True, False):
+        _register(56, _short, _k)
+for _k in (2, 4):
+    _register(110, False, _k)
