@@ -15,8 +15,9 @@ def test_retained_products_equal_the_dense_hessian_and_count():
         out = rp.mm(V)
         again = rp.mv(V[1])
         assert rp.retained and rp.graph_bytes > 0
-    torch.testing.assert_close(out, V @ H, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(again, out[1], rtol=1e-12, atol=1e-14)
+    scale = float((V @ H).abs().max())
+    torch.testing.assert_close(out, V @ H, rtol=1e-8, atol=1e-10 * scale)
+    torch.testing.assert_close(again, out[1], rtol=1e-10, atol=1e-12 * scale)
     assert op.n_hvps == 4
 
 

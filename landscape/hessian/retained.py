@@ -110,6 +110,7 @@ class RetainedProducts:
 
     def _build(self) -> None:
         """Every batch's first-order gradient with its graph (eval mode, affine BatchNorm)."""
+        from ..attention import double_backward_attention
         from ..evaluation import eval_mode
 
         self.release()
@@ -123,7 +124,8 @@ class RetainedProducts:
         import time
 
         losses = _weighted_losses(self.op)
-        with eval_mode(self.op.model), affine_batchnorm(self.op.model), torch.enable_grad():
+        with eval_mode(self.op.model), affine_batchnorm(self.op.model), torch.enable_grad(), \
+                double_backward_attention():
             t0 = time.perf_counter()
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):  # what one batch's graph holds
                 first = next(losses, None)
@@ -168,7 +170,9 @@ class RetainedProducts:
         bounds = np.cumsum([0] + op.sizes).tolist()
         vectors = [op.split(v) for v in V]
         out = torch.zeros((k, op.num_params), dtype=torch.float64, device=op.device)
-        with torch.enable_grad():
+        from ..attention import double_backward_attention
+
+        with torch.enable_grad(), double_backward_attention():
             for grads in self._grads:
                 used = [j for j, g in enumerate(grads) if g is not None]
                 if not used:
