@@ -16,7 +16,7 @@ from torch import nn
 
 from .data import DataSpec, as_tensors, iter_batches
 from .errors import LandscapeError
-from .losses import LossSpec, batch_totals, correct_count, float_targets, get_loss
+from .losses import LossSpec, batch_totals, correct_count, count_targets, float_targets, get_loss
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -91,7 +91,7 @@ class Evaluator:
         if precision not in PRECISIONS:
             raise LandscapeError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         x, y = self._order(*as_tensors(data))
-        self.n = len(x)
+        self.n = count_targets(y)  # samples, or counted tokens for (B, T) targets: loss and accuracy per token
         self.batch_size = batch_size or DEFAULT_BATCH_SIZE
         fmt = torch.channels_last if channels_last and x.dim() == 4 else torch.contiguous_format
         self.batches = [(xb.to(self.device).contiguous(memory_format=fmt), yb.to(self.device))

@@ -11,9 +11,13 @@ axis, so its ``plot_1D.py``/``plot_2D.py`` read these files unchanged. `load_sur
 fractions back for every file: this project's (``acc_unit``; fractions before it was recorded) and
 the older tool's own (percent, recognised by the missing ``format``).
 
-Finished points are appended to a line-per-point journal (``SURF.h5.journal``) as they arrive and
-folded into the h5 file by an atomic rewrite every few seconds, so a job killed at any moment
-loses only the points in flight and rerunning the same command computes only what is missing.
+Finished points are appended to a line-per-point journal (``SURF.h5.journal``, `landscape.journal`)
+as they arrive and folded into the h5 file by an atomic rewrite every few seconds, so a job killed
+at any moment loses only the points in flight and rerunning the same command computes only what is
+missing. The journal carries the run's key (every value-changing setting and the grid), so it is
+never folded into another run's file; every check against an existing file happens before any
+write; ``SURF.h5.lock`` keeps a second writer out (`landscape.lockfile`); a failed write is one
+line and leaves no half-written file (`landscape.filewrite`).
 """
 from __future__ import annotations
 
@@ -312,9 +316,11 @@ class SurfaceStore(MemoryStore):
 
 
 # Settings recorded only since a later version, as files written before then were computed.
-_BEFORE_RECORDED = {"fold_bn": 0, "layout": "contiguous", "dtype": "float32", "bias_dir": "random"}
+_BEFORE_RECORDED = {"fold_bn": 0, "layout": "contiguous", "dtype": "float32", "device_type": "cpu",
+                    "bias_dir": "random"}
 # Settings that an unspecified CLI option takes from the file being resumed.
-_RESUMED_AS_MADE = {"batch_size": "--batch-size", "layout": "--layout", "fold_bn": "--fold-bn"}
+_RESUMED_AS_MADE = {"batch_size": "--batch-size", "layout": "--layout", "fold_bn": "--fold-bn",
+                    "precision": "--precision"}
 
 
 def _run_key(fingerprint: Mapping[str, Any], x: np.ndarray, y: np.ndarray | None) -> str:
@@ -499,8 +505,8 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     always get the model itself. ``before_write`` runs on the writing rank once an existing
     ``out`` file has been checked against this run, before anything is written (the caller saves
     its own files there, so a refused run leaves every file as it was). ``out`` is locked while
-    the run writes it: a second writer is refused. Batch size, layout, dtype and every setting
-    above are stored and must match on resume (they change the values' rounding).
+    the run writes it: a second writer is refused. Batch size, layout, dtype, device type and every
+    setting above are stored and must match on resume (they change the values' rounding).
     """
     from .evaluation import AdaptiveEvaluator, channels_last_model, resolve_device
     from .parallel import get_comm, on_root, rank_of, run_points
@@ -541,6 +547,7 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
         "n_samples": {s: ev.n for s, ev in evaluators.items()}, "loss": loss_name(loss),
         "precision": precision, "rtol": rtol if rtol else "none", "fold_bn": 0 if twin is None else twin.n_folded,
         "batch_size": evaluators[next(iter(evaluators))].batch_size, "layout": layout, "dtype": _dtype(model),
+        "device_type": evaluators[next(iter(evaluators))].device.type,
         **{k: attrs[k] for k in ("bias_dir",) if k in (attrs or {})},  # how random directions move biases
     }
     for f in extra:  # an extra measure's own settings (e.g. Lanczos tolerance) must match on resume too

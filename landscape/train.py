@@ -30,7 +30,7 @@ from .data import DataSpec, LabeledData, as_tensors
 from .errors import LandscapeError
 from .evaluation import Evaluator, evaluate, resolve_device
 from .jsonfile import write_json_atomic
-from .losses import LossSpec, get_loss, loss_name
+from .losses import LossSpec, correct_count, count_targets, get_loss, loss_name
 from .models import build_model
 from .models.registry import dataset_kwargs
 from .schedules import LRSchedule
@@ -116,6 +116,7 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
           milestones: tuple[float, ...] = (0.5, 0.75), gamma: float = 0.1, seed: int = 0,
           snapshot_every: int | None = None, out_dir: str | os.PathLike | None = None,
           eval_every: int | None = None, target_error: float | None = None, stop_at_target: bool = False,
+          target_loss: float | None = None,
           drop_last: bool = True, progress: bool = True, loss: LossSpec = "crossentropy",
           device: str | torch.device | None = None, eval_batch_size: int | None = None,
           dataset: str | None = None, extra_meta: Mapping[str, Any] | None = None) -> TrainResult:
@@ -125,7 +126,10 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
     ``warmup_steps`` of linear warmup (see `landscape.schedules`). The budget is ``epochs`` or
     ``steps`` (exactly one). The test set is evaluated every ``eval_every`` steps (default: once
     per epoch); ``target_error`` records the first evaluated step whose test error is strictly
-    below it, with the training wall-clock time (evaluations excluded) spent to get there.
+    below it, with the training wall-clock time (evaluations excluded) spent to get there, and
+    ``target_loss`` the same for the test loss (``steps_to_target_loss``, ``time_to_target_loss``:
+    language models are compared by loss). ``stop_at_target`` ends the run once every target
+    given is reached.
     With ``out_dir`` the final model goes to ``out_dir/model.pt``, snapshots every
     ``snapshot_every`` epochs (epoch 0 included) to ``out_dir/snapshots/epoch_XXX.pt``, and the
     history to ``out_dir/history.json``, rewritten atomically at every evaluation.
@@ -134,6 +138,8 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
     n = len(x)
     _check_args(batch_size, n, epochs, steps, lr, weight_decay, momentum, snapshot_every, out_dir,
                 target_error, test_data is not None)
+    if target_loss is not None and test_data is None:
+        raise LandscapeError("target_loss is measured on test data: pass test_data as well")
     out = Path(out_dir) if out_dir is not None else None
     spec = model_spec(model)  # None for a module build_model did not make: saved as weights + meta (reload_note)
     dev = resolve_device(device, model)
@@ -161,6 +167,7 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
         "schedule": schedule, "warmup_steps": int(warmup_steps), "seed": int(seed), "loss": loss_name(loss),
         "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "budget_epochs": epochs,
         "budget_steps": steps, "drop_last": drop_last, "device": str(dev), "target_error": target_error,
+        "target_loss": target_loss, "steps_to_target_loss": None, "time_to_target_loss": None,
         "steps_to_target": None, "time_to_target": None, "epochs_to_target": None, "diverged": False,
         "torch_version": str(torch.__version__),
     }
@@ -217,10 +224,11 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
                     step += 1
                     loss_value = float(batch_loss.detach())  # synchronizes on GPU, so the timing is honest
                     train_time += time.perf_counter() - t0
-                    run_loss += loss_value * len(xb)
-                    if outputs.dim() == 2 and yb.dtype == torch.int64:
-                        run_correct += float((outputs.detach().argmax(1) == yb).sum())
-                    run_count += len(xb)
+                    weight = count_targets(yb)  # samples, or counted tokens of (B, T) targets
+                    run_loss += loss_value * weight
+                    if not yb.is_floating_point():  # class or token indices (argmax over the last axis)
+                        run_correct += float(correct_count(outputs.detach(), yb))
+                    run_count += weight
                     bar.update(1)
                     if not math.isfinite(loss_value):
                         meta["diverged"] = True
@@ -238,7 +246,13 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
                                     and 1.0 - test_acc < target_error):
                                 meta.update(steps_to_target=step, time_to_target=train_time,
                                             epochs_to_target=step / steps_per_epoch)
-                                stopped = stopped or stop_at_target
+                            if (target_loss is not None and meta["steps_to_target_loss"] is None
+                                    and test_loss < target_loss):
+                                meta.update(steps_to_target_loss=step, time_to_target_loss=train_time)
+                            reached = [meta[k] is not None for k, t in (("steps_to_target", target_error),
+                                                                        ("steps_to_target_loss", target_loss))
+                                       if t is not None]
+                            stopped = stopped or (stop_at_target and bool(reached) and all(reached))
                             bar.set_postfix(loss=f"{entry['train_loss']:.3g}", test_acc=f"{test_acc:.3f}")
                         history.append(entry)
                         write_history("running")

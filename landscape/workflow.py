@@ -49,7 +49,7 @@ class SurfaceJob:
     device: str | None = None
     rtol: float | None = None
     min_samples: int = 512
-    precision: str = "fp32"
+    precision: str | None = None  # fp32 | tf32 | bf16; None: the resumed file's, else fp32
     layout: str = "auto"
     fold_bn: str = "auto"  # auto | on | off: evaluate with BatchNorm folded into the convs (landscape.fusion)
     threads: int | None = None
@@ -75,19 +75,20 @@ def load_job_checkpoint(path: str, job: SurfaceJob, device: str = "cpu") -> Chec
     return load_checkpoint(path, model=job.model, model_args=job.model_args, map_location=device)
 
 
-def _existing_attr(path: Path, name: str):
-    """A resumed surface keeps the batch size, layout and BN folding it was started with (sums stay bit-identical).
+def _existing_attrs(path: Path) -> dict:
+    """The attributes of the landscape surface file at ``path``; {} when there is none or it is
+    damaged (`compute_surface` refuses those with the reason, before anything is written).
 
-    None when there is no file or it is no landscape surface (`compute_surface` refuses those
-    with the reason, before anything is written).
+    A resumed surface keeps the batch size, layout and BN folding it was started with (sums stay
+    bit-identical) unless they are given explicitly.
     """
     if not path.exists():
-        return None
+        return {}
     try:
         attrs = read_surface_file(path, "")[-1]
     except LandscapeError:
-        return None
-    return attrs.get(name) if attrs.get("format") == "landscape-surface" else None
+        return {}
+    return attrs if attrs.get("format") == "landscape-surface" else {}
 
 
 def job_directions(job: SurfaceJob, base: Checkpoint) -> tuple[list[dict], dict]:
@@ -188,18 +189,20 @@ def eig_note(surface: Surface) -> str | None:
             "is a lower and min_eig an upper bound")
 
 
-def _check_eig_resume(job: SurfaceJob, out: Path) -> None:
-    """Say in CLI terms why an existing file cannot take this job (settings are checked by the fingerprint)."""
-    if _existing_attr(out, "format") != "landscape-surface":
+def _check_eig_resume(job: SurfaceJob, out: Path, had: Mapping[str, Any]) -> None:
+    """Say in CLI terms why an existing file (attributes ``had``) cannot take this job (settings are
+    checked by the fingerprint)."""
+    if not had:
         return  # no file yet, or one SurfaceStore refuses with its own message
-    had = _existing_attr(out, "eig_tol")
-    if job.eig and had is None:
+    tol = had.get("eig_tol")
+    if job.eig and tol is None:
         raise LandscapeError(f"{out} was computed without --eig; use another --out for a surface with Hessian "
                              "eigenvalues (or delete the file to recompute)")
-    if not job.eig and had is not None:
-        flags = f"--eig --eig-tol {had:g} --eig-max-iter {_existing_attr(out, 'eig_max_iter')}"
-        if _existing_attr(out, "eig_subset") != "all":
-            flags += f" --eig-samples {_existing_attr(out, 'eig_samples')}"
+    if not job.eig and tol is not None:
+        tol = f"{tol:g}" if isinstance(tol, (int, float)) else tol
+        flags = f"--eig --eig-tol {tol} --eig-max-iter {had.get('eig_max_iter')}"
+        if had.get("eig_subset") != "all":
+            flags += f" --eig-samples {had.get('eig_samples')}"
         raise LandscapeError(f"{out} was computed with {flags}; add those to resume it, draw it with landscape "
                              "render, or use another --out")
 
@@ -231,14 +234,15 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     fold_bn = {True: "on", False: "off"}.get(job.fold_bn, job.fold_bn)
     if fold_bn not in ("auto", "on", "off"):
         raise LandscapeError(f"--fold-bn must be auto, on or off, got {job.fold_bn!r}")
-    on_root(comm, lambda: _check_eig_resume(job, out))
+    had = on_root(comm, lambda: _existing_attrs(out))  # read once, on the rank that writes
+    _check_eig_resume(job, out, had)
     if job.eig:
         extra = [*extra, job_eig_measure(job, name, splits, device)]
     if rank_of(comm) == 0:
-        batch_size = batch_size or _existing_attr(out, "batch_size")
-        layout = layout or _existing_attr(out, "layout")
-        if fold_bn == "auto" and _existing_attr(out, "format") == "landscape-surface":  # resume as it was made
-            fold_bn = "on" if _existing_attr(out, "fold_bn") not in (None, 0, "0", "none") else "off"
+        batch_size = batch_size or had.get("batch_size")
+        layout = layout or had.get("layout")
+        if fold_bn == "auto" and had:  # resume as it was made
+            fold_bn = "on" if had.get("fold_bn") not in (None, 0, "0", "none") else "off"
         if not batch_size or not layout:
             from .data import as_tensors
             from .evaluation import cached_batch_size, cached_layout
@@ -255,7 +259,8 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     return compute_surface(base.model, directions, splits, job.x, job.y, out, loss=job.loss,
                            batch_size=int(batch_size), device=device, kind=kind, samples=job.samples,
                            layout=str(layout), fold_bn=fold_bn,
-                           rtol=job.rtol, min_samples=job.min_samples, precision=job.precision, extra=extra,
+                           rtol=job.rtol, min_samples=job.min_samples, extra=extra,
+                           precision=job.precision or had.get("precision") or "fp32",
                            progress=job.progress, attrs=attrs, comm=comm,
                            before_write=lambda: save_directions(  # once the surface accepted this run
                                out.parent / f"{out.stem}_directions.h5", directions,

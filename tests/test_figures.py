@@ -14,7 +14,8 @@ from landscape.figures.scales import Scale, ScalingSettings, StudySettings
 
 from conftest import run_cli
 
-EXPECTED = ["li_fig3", "interpolation", "keskar_table", "hessian_vs_batch", "steps_to_result", "golmant", "trajectory"]
+EXPECTED = ["li_fig3", "interpolation", "keskar_table", "hessian_vs_batch", "steps_to_result", "golmant", "trajectory",
+            "lm_scaling"]
 
 
 def test_registry_lists_every_figure_in_order():

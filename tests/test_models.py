@@ -65,9 +65,14 @@ def _li_vgg9_layout():
 
 def _cifar_resnet_layout(depth, k=1, shortcut=True):
     """conv1, bn1, three stages of (depth-2)/6 basic blocks at 16k/32k/64k channels, 1x1 projections, linear."""
-    w, n = 16 * k, (depth - 2) // 6
-    out, c_in = [("conv1.weight", (w, 3, 3, 3))] + _bn("bn1", w), w
-    for s, c in enumerate((w, 2 * w, 4 * w), start=1):
+    n = (depth - 2) // 6
+    return _basic_resnet_layout([16 * k, 32 * k, 64 * k], [n, n, n], shortcut)
+
+
+def _basic_resnet_layout(widths, blocks, shortcut=True):
+    """Stem conv to widths[0] + BN; per stage, basic blocks (two 3x3 convs with BN), 1x1+BN projections; linear."""
+    out, c_in = [("conv1.weight", (widths[0], 3, 3, 3))] + _bn("bn1", widths[0]), widths[0]
+    for s, (c, n) in enumerate(zip(widths, blocks), start=1):
         for i in range(n):
             p = f"layer{s}.{i}"
             out += [(f"{p}.conv1.weight", (c, c_in, 3, 3))] + _bn(f"{p}.bn1", c) + \
@@ -75,7 +80,7 @@ def _cifar_resnet_layout(depth, k=1, shortcut=True):
             if shortcut and c_in != c:
                 out += [(f"{p}.shortcut.0.weight", (c, c_in, 1, 1))] + _bn(f"{p}.shortcut.1", c)
             c_in = c
-    return out + [("linear.weight", (10, 4 * w)), ("linear.bias", (10,))]
+    return out + [("linear.weight", (10, widths[-1])), ("linear.bias", (10,))]
 
 
 def _densenet121_layout(growth=32, blocks=(6, 12, 24, 16)):
@@ -98,7 +103,7 @@ def _densenet121_layout(growth=32, blocks=(6, 12, 24, 16)):
     ("vgg9", _li_vgg9_layout()), ("resnet20", _cifar_resnet_layout(20)),
     ("resnet56_noshort", _cifar_resnet_layout(56, shortcut=False)), ("resnet110", _cifar_resnet_layout(110)),
     ("wrn56_2", _cifar_resnet_layout(56, k=2)), ("wrn56_2_noshort", _cifar_resnet_layout(56, 2, False)),
-    ("densenet121", _densenet121_layout())])
+    ("densenet121", _densenet121_layout()), ("resnet18", _basic_resnet_layout([64, 128, 256, 512], [2, 2, 2, 2]))])
 def test_older_tool_architectures_have_its_state_dict_layout(name, layout):
     """Same keys, shapes and order: its checkpoints load, and its positional direction files map."""
     model = landscape.build_model(name)

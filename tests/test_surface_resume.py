@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import signal
+import time
 
 import h5py
 import numpy as np
@@ -40,7 +41,7 @@ def _in_child(fn, stop_after=None, pause=None):
                         os.kill(os.getpid(), signal.SIGKILL)
                     (pause / "paused").touch()
                     while not (pause / "go").exists():
-                        signal.sigtimedwait([], 0.02) if hasattr(signal, "sigtimedwait") else None
+                        time.sleep(0.02)
             SurfaceStore.record = stop
             code = fn()
             os._exit(code if isinstance(code, int) else 0)
@@ -101,9 +102,11 @@ def test_journal_lines_over_finished_points_and_unknown_names_are_not_folded(tmp
              {"p": 0, "v": {"train_loss": 123.0, "train_acc": 0.0}},  # over a finished point
              {"p": 1, "v": {"train_loss": 7.0, "train_acc": 0.0, "bogus": 1.0}}]  # a name no point has
     out.with_name("s.h5.journal").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    read = load_surface(out)
+    read = load_surface(out)  # what render reads
     assert read["train_loss"].flat[0] == reference["train_loss"].flat[0] and not read.done.flat[1]
     assert "bogus" not in read and "dropped 1 damaged line" in capfd.readouterr().err
+    assert main(["render", str(out), "--kinds", "contour", "--out", str(tmp_path / "figs")]) == 0
+    assert "dropped 1 damaged line" in capfd.readouterr().err
     resumed = _surface(convnet, dirs, train, out)
     assert "dropped 1 damaged line" in capfd.readouterr().err
     _same(resumed, reference)
@@ -131,7 +134,8 @@ def test_refused_reruns_leave_every_file_byte_identical(tmp_path, trained_ckpt, 
     capsys.readouterr()
     other_layout = "channels_last" if reference.attrs["layout"] == "contiguous" else "contiguous"
     for extra, says in [(["--seed", "1"], "directions="), (["--batch-size", "7"], "leave out --batch-size"),
-                        (["--layout", other_layout], "leave out --layout"), (["--samples", "99"], "samples=")]:
+                        (["--layout", other_layout], "leave out --layout"), (["--samples", "99"], "samples="),
+                        (["--precision", "bf16"], "leave out --precision")]:
         assert _cli(tmp_path, trained_ckpt, *extra) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and says in err[0], err
@@ -146,7 +150,7 @@ def test_second_writer_refused_first_identical_to_single_run(tmp_path, trained_c
     try:
         while not (tmp_path / "paused").exists():
             assert os.waitpid(pid, os.WNOHANG) == (0, 0), "the first writer died"
-            signal.sigtimedwait([], 0.02)
+            time.sleep(0.02)
         before = _hashes(tmp_path)
         capsys.readouterr()
         assert _cli(tmp_path, trained_ckpt) == 2
@@ -158,6 +162,20 @@ def test_second_writer_refused_first_identical_to_single_run(tmp_path, trained_c
     assert _wait(pid) == 0
     _same(load_surface(tmp_path / "random_2d.h5"), reference)
     assert not (tmp_path / "random_2d.h5.lock").exists()
+
+
+def test_unspecified_precision_resumes_as_the_file_was_made(tmp_path, trained_ckpt):
+    def run(*extra):
+        return main(["surface", "--ckpt", str(trained_ckpt), "--x", "-1:1:4", "--samples", "50", "--splits", "train",
+                     "--no-progress", "--out", str(tmp_path), *extra])
+    assert run("--precision", "bf16") == 0
+    out = tmp_path / "random_1d.h5"
+    whole = load_surface(out)
+    with h5py.File(out, "a") as f:
+        f["done"][...] = [True, False, True, False]
+    assert run() == 0
+    again = load_surface(out)
+    assert again.attrs["precision"] == "bf16" and np.array_equal(again["train_loss"], whole["train_loss"])
 
 
 def test_explicit_value_changing_settings_refused_unspecified_taken_from_file(tmp_path, convnet, small_digits):
@@ -265,7 +283,7 @@ def test_real_full_disk_stops_keeps_points_and_resumes_identically(small_disk, t
     try:
         while not (tmp_path / "paused").exists():
             assert os.waitpid(pid, os.WNOHANG) == (0, 0), "the run died early"
-            signal.sigtimedwait([], 0.02)
+            time.sleep(0.02)
         _fill(small_disk / "filler")
     finally:
         (tmp_path / "go").touch()

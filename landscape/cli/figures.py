@@ -10,7 +10,8 @@ DESCRIPTION = (HELP + ". --scale demo uses built-in data and finishes on 2 CPU c
                "the published setting (CIFAR-10 from --data-root, VGG-9, 300 epochs), for GPUs and mpirun. Models, "
                "surfaces and measurements are cached (--cache), so an interrupted run resumes and a second run only "
                "redraws.")
-NAMES = ("li_fig3", "interpolation", "keskar_table", "hessian_vs_batch", "steps_to_result", "golmant", "trajectory")
+NAMES = ("li_fig3", "interpolation", "keskar_table", "hessian_vs_batch", "steps_to_result", "golmant", "trajectory",
+         "lm_scaling")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rtol", type=positive_float, default=None,
                    help="stop each point once the loss's standard error is below RTOL x loss")
     p.add_argument("--min-samples", type=positive_int, default=512, help="samples before --rtol may stop")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    p.add_argument("--precision", default=None, choices=["fp32", "tf32", "bf16"],
+                   help="default: fp32, or what the surface being resumed was computed with")
     p.add_argument("--layout", default="auto", choices=["auto", "contiguous", "channels_last"],
                    help="memory layout of 4D models (auto: the faster one, measured once per model and device "
                         "and remembered, so the same command stays bit-identical)")

@@ -10,6 +10,8 @@
 ``steps_to_result``  Shallue et al. 2018: steps to a target test error against batch size.
 ``golmant``         Golmant et al. 2018: wall-clock time and total compute to the target.
 ``trajectory``      Li et al. 2018, section 7: training paths on PCA directions.
+``lm_scaling``      Steps and time to a target validation loss against batch size: ``gpt-tiny``
+                    on ``pysrc`` next to an image classifier (Shallue et al., Golmant et al.).
 ==================  ===========================================================================
 
 ``make_figures(names, scale="demo")`` runs them (all by default) and writes PNGs into ``out``;
@@ -117,7 +119,7 @@ def _write_summary(ctx: Any, results: dict[str, FigureResult]) -> Path:
 
 
 # The recipes register themselves on import, in the order the figures are listed above.
-from . import li_fig3, interpolation, keskar_table, hessian_vs_batch, steps_to_result, golmant, trajectory  # noqa: E402,F401
+from . import li_fig3, interpolation, keskar_table, hessian_vs_batch, steps_to_result, golmant, trajectory, lm_scaling  # noqa: E402,F401,E501
 
 __all__ = ["make_figures", "list_figures", "register_figure", "FIGURES", "FigureResult", "Recipe", "Scale",
            "SCALES", "DEMO", "PAPER", "get_scale"]

@@ -2,8 +2,9 @@
 
 ``resnet20`` has 272,474 parameters for 10 classes. The ``_noshort`` variants drop every skip
 connection, which is what makes Li et al.'s ResNet-56-noshort landscape chaotic; ``wrn56_4`` and
-the like are their wide ResNets (every width times 4). Names, layer structure and state_dict keys
-are those of tomgoldstein/loss-landscape, so its checkpoints load unchanged.
+the like are their wide ResNets (every width times 4), ``resnet18`` to ``resnet152`` the ImageNet
+layouts at CIFAR resolution. Names, layer structure and state_dict keys are those of
+tomgoldstein/loss-landscape, so its checkpoints load unchanged.
 """
 from __future__ import annotations
 
@@ -93,3 +94,77 @@ for _k in (2, 4, 8):
         _register(56, _short, _k)
 for _k in (2, 4):
     _register(110, False, _k)
+
+
+class Bottleneck(nn.Module):
+    """1x1 conv to ``planes``, 3x3 conv (with the stride), 1x1 conv to ``4 * planes``, each with BN.
+
+    Without the shortcut the block ends at the last BN, with no ReLU: the older code's
+    ``Bottleneck_noshortcut`` does so, and its checkpoints were trained that way.
+    """
+
+    expansion = 4
+
+    def __init__(self, c_in: int, planes: int, stride: int, shortcut: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, 4 * planes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(4 * planes)
+        self.use_shortcut = shortcut
+        self.shortcut = projection_shortcut(c_in, 4 * planes, stride, shortcut)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + self.shortcut(x)) if self.use_shortcut else out
+
+
+class ResNet4(ShapeCheckedModel):
+    """The ImageNet ResNets (18 to 152 layers) at CIFAR resolution: a 3x3 stem to 64 channels and
+    four stages of 64, 128, 256, 512 (times the block's expansion) channels, as Li et al.'s code has them."""
+
+    def __init__(self, blocks: Sequence[int], bottleneck: bool, input_shape: Sequence[int], num_classes: int,
+                 shortcut: bool = True):
+        super().__init__(tuple(input_shape), strict_spatial=False)
+        block, expansion = (Bottleneck, 4) if bottleneck else (BasicBlock, 1)
+        self.conv1 = nn.Conv2d(self.input_shape[0], 64, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        c_in = 64
+        for stage, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks)):
+            layers = []
+            for i in range(n):
+                layers.append(block(c_in, planes, 2 if stage > 0 and i == 0 else 1, shortcut))
+                c_in = planes * expansion
+            setattr(self, f"layer{stage + 1}", nn.Sequential(*layers))
+        self.linear = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+_IMAGENET_DEPTHS = {18: ((2, 2, 2, 2), False), 34: ((3, 4, 6, 3), False), 50: ((3, 4, 6, 3), True),
+                    101: ((3, 4, 23, 3), True), 152: ((3, 8, 36, 3), True)}
+
+
+def _register4(depth: int, shortcut: bool) -> None:
+    name = f"resnet{depth}" + ("" if shortcut else "_noshort")
+    blocks, bottleneck = _IMAGENET_DEPTHS[depth]
+
+    def ctor(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> ResNet4:
+        return ResNet4(blocks, bottleneck, input_shape, num_classes, shortcut)
+
+    ctor.__name__ = ctor.__qualname__ = name
+    ctor.__doc__ = f"ResNet-{depth} (ImageNet layout) for CIFAR{'' if shortcut else ' without skip connections'}."
+    register_model(ctor, name=name)
+
+
+for _depth in _IMAGENET_DEPTHS:
+    for _short in (True, False):
+        _register4(_depth, _short)
