@@ -127,6 +127,21 @@ def interpolation_direction(model_a: nn.Module, model_b: nn.Module, kind: str = 
     return _difference(model_a, model_b, kind)
 
 
+def orthogonal_to(d: Mapping[str, torch.Tensor], ref: Mapping[str, torch.Tensor]) -> Direction:
+    """``d`` minus its projection on ``ref`` over the tensors both name, BatchNorm statistics left out.
+
+    The statistics keep ``d``'s own entries (zero for a ``biasbn`` random direction), so the
+    orthogonal direction moves no running statistic the random one did not.
+    """
+    from .bnstats import is_stat_name
+
+    shared = [n for n in d if n in ref and not is_stat_name(n)]
+    num = dot({n: d[n] for n in shared}, {n: ref[n] for n in shared})
+    den = dot({n: ref[n] for n in shared}, {n: ref[n] for n in shared})
+    coef = num / den if den > _EPS else 0.0
+    return {n: (t - coef * ref[n].to(t.dtype) if n in shared else t.clone()) for n, t in d.items()}
+
+
 def plane_directions(model_a: nn.Module, model_b: nn.Module, model_c: nn.Module, kind: str = "states") -> list[Direction]:
     """The plane through three models, origin at ``a``: (1, 0) is ``b`` and (0, 1) is ``c``."""
     return [_difference(model_a, model_b, kind), _difference(model_a, model_c, kind)]

@@ -63,7 +63,9 @@ class WeightShifter:
                      for d in directions]
         # BN running variances extrapolated past a checkpoint (alpha > 1 between two models) can go
         # negative, which no network can hold: clamp them at zero (BN adds its eps on top).
+        # `n_negative` counts the entries clamped at the last `set`.
         self.variances = [t for n, t in zip(names, self.live) if n.endswith("running_var")]
+        self.n_negative = 0
 
     @torch.no_grad()
     def set(self, coeffs: Sequence[float]) -> None:
@@ -74,6 +76,7 @@ class WeightShifter:
             if c != 0.0:
                 torch._foreach_add_(self.live, d, alpha=float(c))
         if self.variances:
+            self.n_negative = int(sum(int((v < 0).sum()) for v in self.variances))
             torch._foreach_clamp_min_(self.variances, 0.0)
 
     @torch.no_grad()

@@ -11,8 +11,14 @@ Then: a table grouped by (batch size, weight decay) with mean +- sd over seeds, 
 measure Kendall's tau (tau-b, scipy) with the gap over all runs, plus Jiang et al.'s (2019)
 granulated tau: for one hyperparameter axis, tau over the runs that differ *only* in that axis,
 averaged over every setting of the other axes (seed included); ``Psi`` averages the axes.
-Every measure is oriented "larger = sharper" (PAC-Bayes reports ``1 / sigma^2``), so a positive
-tau means "sharper goes with a larger gap".
+Every measure is oriented "larger = sharper" (PAC-Bayes as ``pacbayes_flatness`` = ``1 / sigma^2``,
+the name ``landscape sharpness`` gives it too), so a positive tau means "sharper goes with a larger
+gap". Every column carries its unit.
+
+What the numbers can bear: each tau comes with a bootstrap interval (and a p-value for the tau
+over all runs); below `MIN_RUNS` runs the report says a correlation is not meaningful; and runs
+whose final training loss is outside a band around the sweep's median (`loss_band`) are flagged,
+because Jiang et al. compare measures only between models trained to the same cross-entropy.
 """
 from __future__ import annotations
 
@@ -48,6 +54,7 @@ class Measure:
     description: str
     settings: Mapping = field(default_factory=dict)
     requires: str | None = None  # the landscape submodule it calls, checked before any work starts
+    unit: str = ""  # what the value is measured in, shown beside its name in every table
 
 
 def _scalar(result: Any, *keys: str) -> float:
@@ -88,6 +95,7 @@ def _keskar(model: nn.Module, data: Any, s: Mapping) -> tuple[float, None]:
 
 
 def _pacbayes(model: nn.Module, data: Any, s: Mapping) -> tuple[float, None]:
+    """PAC-Bayes flatness ``1 / sigma^2``: the ``flatness`` of ``landscape sharpness``'s pacbayes part."""
     from . import sharpness
 
     res = sharpness.pac_bayes_sigma(model, data)
@@ -106,19 +114,27 @@ def _weight_norm(model: nn.Module, data: Any, s: Mapping) -> tuple[float, None]:
         return float(torch.sqrt(sum((p.double() ** 2).sum() for p in model.parameters()))), None
 
 
+CURVATURE_UNIT = "nats/w²"  # second derivative of a cross-entropy in nats per squared weight unit
 MEASURES: dict[str, Measure] = {m.name: m for m in [
-    Measure("top_eig", _top_eig, "largest Hessian eigenvalue (Lanczos)", {"tol": 1e-4, "seed": 0}, "hessian"),
+    Measure("top_eig", _top_eig, "largest Hessian eigenvalue (Lanczos)", {"tol": 1e-4, "seed": 0}, "hessian",
+            CURVATURE_UNIT),
     Measure("trace", _trace, "Hessian trace (Hutchinson, with standard error)",
-            {"n_probes": 30, "method": "hutchinson", "seed": 0}, "hessian"),
-    Measure("keskar", _keskar, "Keskar epsilon-sharpness, full space, eps 1e-3",
-            {"eps": 1e-3, "subspace_dim": None, "max_iter": 10}, "sharpness"),
+            {"n_probes": 30, "method": "hutchinson", "seed": 0}, "hessian", CURVATURE_UNIT),
+    Measure("keskar", _keskar, "Keskar epsilon-sharpness, full space, eps 1e-3: 100 x the loss rise over (1 + loss)",
+            {"eps": 1e-3, "subspace_dim": None, "max_iter": 10}, "sharpness", "%"),
     Measure("keskar_p100", _keskar, "Keskar epsilon-sharpness, random 100-dim subspace, eps 1e-3",
-            {"eps": 1e-3, "subspace_dim": 100, "max_iter": 10}, "sharpness"),
-    Measure("pacbayes", _pacbayes, "PAC-Bayes flatness 1 / sigma^2 (Jiang et al.)", {}, "sharpness"),
-    Measure("adaptive", _adaptive, "adaptive worst-case sharpness (Kwon et al.)", {}, "sharpness"),
-    Measure("weight_norm", _weight_norm, "L2 norm of all parameters (a norm-based baseline)", {}),
+            {"eps": 1e-3, "subspace_dim": 100, "max_iter": 10}, "sharpness", "%"),
+    Measure("pacbayes_flatness", _pacbayes, "PAC-Bayes flatness 1 / sigma^2 (Jiang et al.; sigma is the value "
+            "and this the flatness of landscape sharpness's pacbayes part)", {}, "sharpness", "1/σ², σ in w"),
+    Measure("adaptive", _adaptive, "adaptive worst-case sharpness (Kwon et al.): loss rise", {}, "sharpness",
+            "nats"),
+    Measure("weight_norm", _weight_norm, "L2 norm of all parameters (a norm-based baseline)", {}, None, "w"),
 ]}
-DEFAULT_MEASURES = ("top_eig", "trace", "keskar", "pacbayes")
+ALIASES = {"pacbayes": "pacbayes_flatness"}  # the name reports used before it said which PAC-Bayes quantity
+DEFAULT_MEASURES = ("top_eig", "trace", "keskar", "pacbayes_flatness")
+# Units of the report's own columns: errors as fractions of the set, cross-entropy in nats.
+COLUMN_UNITS = {"train_loss": "nats", "test_loss": "nats", "loss_gap": "nats", "train_error": "fraction",
+                "test_error": "fraction", "error_gap": "fraction"}
 
 
 def resolve_measures(measures: Sequence[str | Measure] | str) -> list[Measure]:
@@ -128,8 +144,8 @@ def resolve_measures(measures: Sequence[str | Measure] | str) -> list[Measure]:
     for m in measures:
         if isinstance(m, Measure):
             out.append(m)
-        elif m in MEASURES:
-            out.append(MEASURES[m])
+        elif ALIASES.get(m, m) in MEASURES:
+            out.append(MEASURES[ALIASES.get(m, m)])
         else:
             raise LandscapeError(f"unknown measure {m!r}; available: {', '.join(MEASURES)}")
     for m in out:
@@ -163,21 +179,130 @@ def granulated_tau(rows: Sequence[Mapping], measure: str, gap: str = "error_gap"
     """
     result = {}
     for axis in axes:
-        others = [a for a in list(axes) + list(fixed) if a != axis]
-        groups: dict[tuple, list[Mapping]] = defaultdict(list)
-        for r in rows:
-            groups[tuple(r.get(a) for a in others)].append(r)
-        taus = []
-        for members in groups.values():
-            if len({m.get(axis) for m in members}) < 2:
-                continue
-            t = kendall_tau([m[measure] for m in members], [m[gap] for m in members])
-            if not math.isnan(t):
-                taus.append(t)
+        taus = _group_taus(rows, measure, gap, axis, [a for a in list(axes) + list(fixed) if a != axis])
         result[axis] = float(np.mean(taus)) if taus else math.nan
     vals = [v for v in result.values() if not math.isnan(v)]
     result["overall"] = float(np.mean(vals)) if vals else math.nan
     return result
+
+
+# --------------------------------------------------------------------------- uncertainty of the correlations
+MIN_RUNS = 5
+"""Below this many runs the report calls a correlation not meaningful: with 4 runs even tau = +-1 has an
+exact two-sided permutation p-value of 2/4! = 0.083, so no ranking of so few runs is evidence at 5%."""
+N_BOOT = 2000
+CI_LEVEL = 0.95
+
+
+def _tau_b_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall tau-b of each row pair of ``x`` and ``y`` (shape (B, n)) by counting pairs; NaN where undefined."""
+    out = np.empty(len(x))
+    for start in range(0, len(x), 256):  # (chunk, n, n) sign arrays at a time
+        xs, ys = x[start:start + 256], y[start:start + 256]
+        sx = np.sign(xs[:, :, None] - xs[:, None, :])
+        sy = np.sign(ys[:, :, None] - ys[:, None, :])
+        n = xs.shape[1]
+        n0 = n * (n - 1) / 2
+        s = (sx * sy).sum(axis=(1, 2)) / 2
+        tx = ((sx == 0).sum(axis=(1, 2)) - n) / 2
+        ty = ((sy == 0).sum(axis=(1, 2)) - n) / 2
+        den = np.sqrt((n0 - tx) * (n0 - ty))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:start + 256] = np.where(den > 0, s / np.where(den > 0, den, 1), np.nan)
+    return out
+
+
+def _percentile_ci(samples: np.ndarray, level: float) -> list[float]:
+    samples = samples[np.isfinite(samples)]
+    if len(samples) < 10:
+        return [math.nan, math.nan]
+    a = (1 - level) / 2
+    return [float(np.quantile(samples, a)), float(np.quantile(samples, 1 - a))]
+
+
+def kendall_tau_ci(x: Sequence[float], y: Sequence[float], *, n_boot: int = N_BOOT, level: float = CI_LEVEL,
+                   seed: int = 0) -> dict[str, Any]:
+    """Kendall's tau-b with its exact or asymptotic p-value (scipy) and a bootstrap percentile interval.
+
+    Runs are resampled with replacement ``n_boot`` times (seeded); resamples where tau is undefined
+    (one distinct value) are dropped. ``{"tau", "ci": [lo, hi], "p_value", "n"}``.
+    """
+    from scipy.stats import kendalltau
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    tau = kendall_tau(x, y)
+    if math.isnan(tau):
+        return {"tau": math.nan, "ci": [math.nan, math.nan], "p_value": math.nan, "n": int(len(x))}
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+    boot = _tau_b_rows(x[idx], y[idx])
+    return {"tau": tau, "ci": _percentile_ci(boot, level), "p_value": float(kendalltau(x, y).pvalue), "n": int(len(x))}
+
+
+def _group_taus(rows: Sequence[Mapping], measure: str, gap: str, axis: str, others: Sequence[str]) -> list[float]:
+    groups: dict[tuple, list[Mapping]] = defaultdict(list)
+    for r in rows:
+        groups[tuple(r.get(a) for a in others)].append(r)
+    taus = []
+    for members in groups.values():
+        if len({m.get(axis) for m in members}) < 2:
+            continue
+        t = kendall_tau([m[measure] for m in members], [m[gap] for m in members])
+        if not math.isnan(t):
+            taus.append(t)
+    return taus
+
+
+def granulated_tau_ci(rows: Sequence[Mapping], measure: str, gap: str = "error_gap", axes: Sequence[str] = AXES,
+                      fixed: Sequence[str] = ("seed",), *, n_boot: int = N_BOOT, level: float = CI_LEVEL,
+                      seed: int = 0) -> dict[str, dict[str, Any]]:
+    """`granulated_tau` with a bootstrap interval per axis and for ``overall``.
+
+    Per axis the granulated tau is a mean over groups (runs that differ only in that axis), so the
+    groups are what is resampled; ``overall`` averages the axes' resampled means replicate by
+    replicate. ``{axis: {"tau", "ci", "groups"}}``.
+    """
+    rng = np.random.default_rng(seed)
+    result, replicates = {}, []
+    for axis in axes:
+        others = [a for a in list(axes) + list(fixed) if a != axis]
+        taus = np.asarray(_group_taus(rows, measure, gap, axis, others))
+        if len(taus) == 0:
+            result[axis] = {"tau": math.nan, "ci": [math.nan, math.nan], "groups": 0}
+            continue
+        boot = taus[rng.integers(0, len(taus), size=(n_boot, len(taus)))].mean(axis=1)
+        replicates.append(boot)
+        ci = _percentile_ci(boot, level) if len(taus) > 1 else [math.nan, math.nan]
+        result[axis] = {"tau": float(taus.mean()), "ci": ci, "groups": int(len(taus))}
+    have = [v["tau"] for v in result.values() if not math.isnan(v["tau"])]
+    overall = float(np.mean(have)) if have else math.nan
+    ci = _percentile_ci(np.mean(replicates, axis=0), level) if replicates and \
+        any(v["groups"] > 1 for v in result.values()) else [math.nan, math.nan]
+    result["overall"] = {"tau": overall, "ci": ci, "groups": int(sum(v["groups"] for v in result.values()))}
+    return result
+
+
+# --------------------------------------------------------------------------- comparable training loss
+BAND_FACTOR = 2.0
+BAND_FLOOR = 0.01
+
+
+def loss_band(train_losses: Sequence[float], factor: float = BAND_FACTOR, floor: float = BAND_FLOOR) -> dict[str, Any]:
+    """Which runs reached a comparable training loss (Jiang et al. compare models at the same cross-entropy).
+
+    In the band: final train cross-entropy within ``factor`` of the sweep's median (``median / factor
+    <= loss <= median * factor``) or below the absolute ``floor``. ``{"median", "low", "high",
+    "floor", "factor", "in_band": [bool per run]}``.
+    """
+    if not factor > 1:
+        raise LandscapeError(f"band factor must be above 1, got {factor}")
+    losses = np.asarray(train_losses, dtype=float)
+    finite = losses[np.isfinite(losses)]
+    median = float(np.median(finite)) if len(finite) else math.nan
+    low, high = median / factor, median * factor
+    in_band = [bool(np.isfinite(v) and ((low <= v <= high) or v < floor)) for v in losses]
+    return {"median": median, "low": low, "high": high, "floor": floor, "factor": factor, "in_band": in_band}
 
 
 # --------------------------------------------------------------------------- measuring one run
@@ -256,7 +381,8 @@ def measure_checkpoint(path: str | os.PathLike, measures: Sequence[str | Measure
     settings_extra = {"samples": samples}
     for m in resolve_measures(measures):
         settings = {**dict(m.settings), **settings_extra}
-        entry = cached["measures"].get(m.name)
+        entry = cached["measures"].get(m.name) or next(
+            (cached["measures"][a] for a, to in ALIASES.items() if to == m.name and a in cached["measures"]), None)
         if entry is None or entry.get("settings") != settings:
             start = time.perf_counter()
             value, stderr = m.fn(ck.model, sub, m.settings)
@@ -282,15 +408,45 @@ def _fmt(x: float, digits: int = 4) -> str:
 
 @dataclass
 class Report:
+    """The runs, their measures and the statistics drawn from them.
+
+    `to_dict` is the whole report as plain data (what ``report.json`` holds and what renderers
+    read); the text, Markdown and CSV outputs are views of it.
+    """
+
     runs: list[dict]
     measures: list[str]
     excluded: list[dict] = field(default_factory=list)
+    units: dict[str, str] = field(default_factory=dict)  # measure name -> unit ("" when not given)
+    min_runs: int = MIN_RUNS
+    band_factor: float = BAND_FACTOR
+    band_floor: float = BAND_FLOOR
+    n_boot: int = N_BOOT
+    ci_level: float = CI_LEVEL
+    tracks: dict[str, dict] = field(default_factory=dict)  # run -> its track.json (landscape track), where it has one
 
     COLUMNS = ("train_error", "test_error", "error_gap", "loss_gap")
+
+    def __post_init__(self) -> None:
+        band = self.band()
+        for r, ok in zip(self.runs, band["in_band"]):
+            r["in_loss_band"] = ok
 
     @property
     def value_columns(self) -> list[str]:
         return list(self.COLUMNS) + self.measures
+
+    def unit(self, column: str) -> str:
+        return COLUMN_UNITS.get(column) or self.units.get(column) or \
+            (MEASURES[column].unit if column in MEASURES else "")
+
+    @property
+    def meaningful(self) -> bool:
+        """Whether there are enough runs for a rank correlation to be evidence (`MIN_RUNS`)."""
+        return len(self.runs) >= self.min_runs
+
+    def band(self) -> dict[str, Any]:
+        return loss_band([r.get("train_loss") for r in self.runs], self.band_factor, self.band_floor)
 
     def groups(self) -> list[dict]:
         """One row per (batch size, weight decay): ``n`` and ``<col>_mean`` / ``<col>_sd``."""
@@ -299,29 +455,79 @@ class Report:
             by[(r["batch_size"], r["weight_decay"])].append(r)
         out = []
         for (bs, wd), members in sorted(by.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1] or 0)):
-            row = {"batch_size": bs, "weight_decay": wd, "n": len(members)}
+            row = {"batch_size": bs, "weight_decay": wd, "n": len(members),
+                   "n_outside_loss_band": sum(not r["in_loss_band"] for r in members)}
             for col in self.value_columns:
                 mean, sd, _ = _mean_sd(r.get(col) for r in members)
                 row[f"{col}_mean"], row[f"{col}_sd"] = mean, sd
             out.append(row)
         return out
 
-    def taus(self) -> dict[str, dict[str, float]]:
-        """Per measure: tau with each gap over all runs, and the granulated tau with the error gap."""
+    def taus(self) -> dict[str, dict[str, Any]]:
+        """Per measure: tau with each gap over all runs (interval, p-value), over the runs in the training-loss
+        band, and the granulated tau with the error gap (intervals)."""
         out = {}
-        for m in self.measures:
-            entry = {f"tau_{g}": kendall_tau([r[m] for r in self.runs], [r[g] for r in self.runs]) for g in GAPS}
-            gran = granulated_tau(self.runs, m, "error_gap")
-            entry.update({f"granulated_{k}": v for k, v in gran.items()})
+        in_band = [r for r in self.runs if r["in_loss_band"]]
+        for i, m in enumerate(self.measures):
+            entry: dict[str, Any] = {}
+            for g in GAPS:
+                t = kendall_tau_ci([r[m] for r in self.runs], [r[g] for r in self.runs], n_boot=self.n_boot,
+                                   level=self.ci_level, seed=i)
+                entry[f"tau_{g}"], entry[f"tau_{g}_ci"], entry[f"tau_{g}_p"] = t["tau"], t["ci"], t["p_value"]
+            entry["n"] = sum(1 for r in self.runs if np.isfinite(r[m]))
+            entry["tau_error_gap_in_band"] = kendall_tau([r[m] for r in in_band], [r["error_gap"] for r in in_band])
+            entry["n_in_band"] = len(in_band)
+            gran = granulated_tau_ci(self.runs, m, "error_gap", n_boot=self.n_boot, level=self.ci_level, seed=i)
+            for k, v in gran.items():
+                entry[f"granulated_{k}"], entry[f"granulated_{k}_ci"] = v["tau"], v["ci"]
             out[m] = entry
         return out
 
+    def to_dict(self) -> dict[str, Any]:
+        """Everything the report says, as plain data (``report.json``)."""
+        band = self.band()
+        return {
+            "runs": self.runs, "groups": self.groups(), "taus": self.taus(), "measures": self.measures,
+            "units": {c: self.unit(c) for c in ("train_loss", "test_loss", *self.value_columns)},
+            "descriptions": {m: MEASURES[m].description for m in self.measures if m in MEASURES},
+            "statistics": {"n_runs": len(self.runs), "min_runs": self.min_runs, "meaningful": self.meaningful,
+                           "ci_level": self.ci_level, "n_boot": self.n_boot,
+                           "ci_method": "bootstrap percentile: runs resampled for tau, groups for granulated tau",
+                           "p_value": "scipy kendalltau: exact without ties for small n, else asymptotic"},
+            "loss_band": {k: v for k, v in band.items() if k != "in_band"},
+            "outside_loss_band": [r["run"] for r in self.runs if not r["in_loss_band"]],
+            "excluded": [r["run"] for r in self.excluded],
+            "tracks": self.track_summary(),
+        }
+
+    def track_summary(self) -> dict[str, dict]:
+        """Per tracked run: lambda_max at the end and at its peak against the edges, and the last B_simple."""
+        from .track import edge_lines
+
+        out = {}
+        for run, t in self.tracks.items():
+            pts = t.get("points") or []
+            if not pts:
+                continue
+            meta = t.get("run", {})
+            out[run] = {"batch_size": meta.get("batch_size"), "lr": meta.get("lr"), "momentum": meta.get("momentum"),
+                        "steps": [p["step"] for p in pts][-1], "lambda_max_final": pts[-1]["lambda_max"],
+                        "lambda_max_peak": max(p["lambda_max"] for p in pts), "b_simple_final": pts[-1]["b_simple"],
+                        "b_simple_final_se": pts[-1]["b_simple_se"], "hvps_saved": t.get("hvps_saved"),
+                        **({"edges": edge_lines(float(meta["lr"]), float(meta.get("momentum") or 0.0))}
+                           if meta.get("lr") else {})}
+        return out
+
     # ----- output
+    def _header(self, column: str) -> str:
+        unit = self.unit(column)
+        return column.replace("_", " ") + (f" [{unit}]" if unit else " [unit not given]")
+
     def _group_table(self) -> tuple[list[str], list[list[str]]]:
-        head = ["batch size", "weight decay", "n"] + [c.replace("_", " ") for c in self.value_columns]
+        head = ["batch size", "weight decay", "n", "outside loss band"] + [self._header(c) for c in self.value_columns]
         rows = []
         for g in self.groups():
-            cells = [str(g["batch_size"]), _fmt(g["weight_decay"]), str(g["n"])]
+            cells = [str(g["batch_size"]), _fmt(g["weight_decay"]), str(g["n"]), str(g["n_outside_loss_band"])]
             for c in self.value_columns:
                 mean, sd = g[f"{c}_mean"], g[f"{c}_sd"]
                 cells.append(_fmt(mean) if math.isnan(sd) else f"{_fmt(mean)} ± {_fmt(sd, 2)}")
@@ -329,12 +535,33 @@ class Report:
         return head, rows
 
     def _tau_table(self) -> tuple[list[str], list[list[str]]]:
-        head = ["measure", "tau (error gap)", "tau (loss gap)", "granulated: batch size", "granulated: weight decay",
-                "granulated: overall"]
-        rows = [[m, _fmt(t["tau_error_gap"], 3), _fmt(t["tau_loss_gap"], 3), _fmt(t["granulated_batch_size"], 3),
-                 _fmt(t["granulated_weight_decay"], 3), _fmt(t["granulated_overall"], 3)]
+        pct = f"{100 * self.ci_level:g}%"
+        head = ["measure", f"tau (error gap) [{pct} CI]", "p", f"tau (loss gap) [{pct} CI]", "tau in loss band",
+                "granulated: batch size", "granulated: weight decay", f"granulated: overall [{pct} CI]"]
+
+        def ci(t: dict, key: str) -> str:
+            lo, hi = t[f"{key}_ci"]
+            return _fmt(t[key], 3) + ("" if math.isnan(lo) else f" [{_fmt(lo, 2)}, {_fmt(hi, 2)}]")
+
+        rows = [[f"{m} [{self.unit(m) or 'unit not given'}]", ci(t, "tau_error_gap"), _fmt(t["tau_error_gap_p"], 2),
+                 ci(t, "tau_loss_gap"), _fmt(t["tau_error_gap_in_band"], 3), ci(t, "granulated_batch_size"),
+                 ci(t, "granulated_weight_decay"), ci(t, "granulated_overall")]
                 for m, t in self.taus().items()]
         return head, rows
+
+    def _caveats(self) -> list[str]:
+        notes = []
+        if not self.meaningful:
+            notes.append(f"only {len(self.runs)} run(s): with fewer than {self.min_runs} runs a rank correlation is "
+                         f"not meaningful (even tau = ±1 has an exact p-value above 0.05); train more seeds or "
+                         "settings")
+        out = [r["run"] for r in self.runs if not r["in_loss_band"]]
+        if out:
+            b = self.band()
+            notes.append(f"{len(out)} run(s) outside the training-loss band (final train cross-entropy within "
+                         f"{b['factor']:g}x of the median {b['median']:.3g}, or below {b['floor']:g}): "
+                         f"{', '.join(out)}; their sharpness is not compared at the same loss (Jiang et al.)")
+        return notes
 
     @staticmethod
     def _plain(head: list[str], rows: list[list[str]]) -> str:
@@ -353,7 +580,10 @@ class Report:
         text = (f"{len(self.runs)} runs; mean ± sd over seeds (gap = test - train; measures on the training loss)\n"
                 + self._plain(*self._group_table()))
         if self.measures:
-            text += "\n\nKendall tau between each measure and the generalization gap\n" + self._plain(*self._tau_table())
+            text += ("\n\nKendall tau between each measure and the generalization gap "
+                     f"({100 * self.ci_level:g}% bootstrap intervals)\n" + self._plain(*self._tau_table()))
+        for note in self._caveats():
+            text += f"\n\nnote: {note}"
         if self.excluded:
             text += f"\n\nexcluded (diverged): {', '.join(r['run'] for r in self.excluded)}"
         return text
@@ -364,10 +594,15 @@ class Report:
                  "(weight decay not in the curvature).", "", self._markdown(*self._group_table())]
         if self.measures:
             parts += ["", "## Kendall tau with the generalization gap", "",
-                      "Over all runs (tau-b), and granulated (Jiang et al. 2019): the mean tau over runs that "
-                      "differ in one hyperparameter only.", "", self._markdown(*self._tau_table())]
-            parts += ["", "Measures: " + "; ".join(f"`{m}`: {MEASURES[m].description}" if m in MEASURES else f"`{m}`"
+                      "Over all runs (tau-b, with its p-value and a bootstrap percentile interval over resampled "
+                      "runs), over the runs in the training-loss band only, and granulated (Jiang et al. 2019): the "
+                      "mean tau over runs that differ in one hyperparameter only (interval over resampled groups).",
+                      "", self._markdown(*self._tau_table())]
+            parts += ["", "Measures: " + "; ".join(f"`{m}` [{self.unit(m) or 'unit not given'}]: "
+                                                 f"{MEASURES[m].description}" if m in MEASURES else f"`{m}`"
                                                  for m in self.measures) + "."]
+        for note in self._caveats():
+            parts += ["", f"**Note:** {note}."]
         if self.excluded:
             parts += ["", f"Excluded (diverged): {', '.join(r['run'] for r in self.excluded)}."]
         return "\n".join(parts) + "\n"
@@ -394,9 +629,15 @@ class Report:
         tmp.write_text(self.to_markdown())
         os.replace(tmp, md)
         paths["markdown"] = md
-        paths["json"] = write_json_atomic(out / "report.json", {"runs": self.runs, "groups": self.groups(),
-                                                                 "taus": self.taus(), "measures": self.measures,
-                                                                 "excluded": [r["run"] for r in self.excluded]})
+        paths["json"] = write_json_atomic(out / "report.json", self.to_dict())
+        if self.tracks:  # lambda_max over training for every tracked run on one axis, against its 2/lr
+            from .track import draw_track
+
+            order = sorted(self.tracks, key=lambda r: (self.tracks[r].get("run", {}).get("batch_size") or 0, r))
+            labelled = [(f"{r} (batch {self.tracks[r].get('run', {}).get('batch_size')})", self.tracks[r])
+                        for r in order]
+            paths["tracks"] = draw_track(labelled, out / "report_tracks",
+                                         title="curvature and gradient noise over training (landscape track)")[0]
         return paths
 
 
@@ -420,4 +661,8 @@ def build_report(runs_dir: str | os.PathLike, measures: Sequence[str | Measure] 
             rows.append(row)
     if not rows:
         raise LandscapeError(f"every run under {str(runs_dir)!r} diverged; nothing to report")
-    return Report(runs=rows, measures=[m.name for m in resolved], excluded=excluded)
+    from .track import TRACK_FILE
+
+    tracks = {r["run"]: read_json(Path(r["path"]).parent / TRACK_FILE) for r in rows}
+    return Report(runs=rows, measures=[m.name for m in resolved], excluded=excluded,
+                  units={m.name: m.unit for m in resolved}, tracks={k: v for k, v in tracks.items() if v})

@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -119,7 +119,8 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
           target_loss: float | None = None,
           drop_last: bool = True, progress: bool = True, loss: LossSpec = "crossentropy",
           device: str | torch.device | None = None, eval_batch_size: int | None = None,
-          dataset: str | None = None, extra_meta: Mapping[str, Any] | None = None) -> TrainResult:
+          dataset: str | None = None, extra_meta: Mapping[str, Any] | None = None,
+          on_step: Callable[[nn.Module, int, dict], None] | None = None) -> TrainResult:
     """Train ``model`` in place and return it with its meta and evaluation history.
 
     ``lr`` is the peak learning rate of ``schedule`` (constant, step, cosine, linear) after
@@ -133,6 +134,10 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
     With ``out_dir`` the final model goes to ``out_dir/model.pt``, snapshots every
     ``snapshot_every`` epochs (epoch 0 included) to ``out_dir/snapshots/epoch_XXX.pt``, and the
     history to ``out_dir/history.json``, rewritten atomically at every evaluation.
+    ``on_step(model, step, info)`` is called before the first step (step 0) and after every step,
+    outside the training time and with the random state saved and restored around it, so a
+    measurement in the loop (`landscape.track.Tracker.callback`) leaves the run unchanged;
+    ``info`` holds the epoch, the learning rate of the next step and the last batch loss.
     """
     x, y = as_tensors(train_data)
     n = len(x)
@@ -205,6 +210,14 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
         with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
             torch.manual_seed(int(seed))
             model.train()
+
+            def call_hook(batch_loss: float | None) -> None:
+                if on_step is not None:
+                    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
+                        on_step(model, step, {"epoch": step / steps_per_epoch, "lr": sched(min(step, total_steps - 1)),
+                                              "batch_loss": batch_loss})
+                    model.train()
+            call_hook(None)
             while step < total_steps and not stopped:
                 perm = torch.randperm(n, generator=gen).to(dev)
                 for b in range(steps_per_epoch):
@@ -233,6 +246,8 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
                     if not math.isfinite(loss_value):
                         meta["diverged"] = True
                         stopped = True
+                    else:
+                        call_hook(loss_value)
                     if step % eval_every == 0 or step == total_steps or stopped:
                         _sync(dev)
                         entry = {"step": step, "epoch": step / steps_per_epoch, "lr": lr_now,

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .data import get_dataset
-from .directions import (interpolation_direction, load_directions, plane_directions, random_directions,
-                         save_directions)
+from .directions import (interpolation_direction, load_directions, orthogonal_to, plane_directions,
+                         random_directions, save_directions)
 from .errors import LandscapeError
 from .imports import default_loss
 from .surface import Surface, compute_surface, read_surface_file, subset_hash
@@ -52,6 +52,10 @@ class SurfaceJob:
     precision: str | None = None  # fp32 | tf32 | bf16; None: the resumed file's, else fp32
     layout: str = "auto"
     fold_bn: str = "auto"  # auto | on | off: evaluate with BatchNorm folded into the convs (landscape.fusion)
+    # BatchNorm statistics at each point (landscape.bnstats): auto recomputes them between checkpoints
+    # and wherever the directions move them
+    bn_stats: str = "auto"
+    bn_samples: int | None = 2000
     threads: int | None = None
     out: str = "out"
     progress: bool = True
@@ -108,11 +112,11 @@ def job_directions(job: SurfaceJob, base: Checkpoint) -> tuple[list[dict], dict]
     if job.ckpt2:
         b = load_job_checkpoint(job.ckpt2, job)
         dirs = [interpolation_direction(base.model, b.model, kind)]
-        if job.y is not None:  # a random filter-normalized y next to the interpolation x
-            dirs.append(random_directions(base.model, 1, job.norm, job.ignore, kind, job.seed,
-                                          bias_dir=job.bias_dir)[0])
+        if job.y is not None:  # a random normalized y, orthogonal to the line: the plane through both minima
+            rand = random_directions(base.model, 1, job.norm, job.ignore, kind, job.seed, bias_dir=job.bias_dir)[0]
+            dirs.append(orthogonal_to(rand, dirs[0]))
         return dirs, {"kind": kind, "ckpt2": job.ckpt2, "norm_y": job.norm if job.y is not None else "none",
-                      **(_bias_dir_attr(job) if job.y is not None else {})}
+                      "y_orthogonal": job.y is not None, **(_bias_dir_attr(job) if job.y is not None else {})}
     dirs = random_directions(base.model, n, job.norm, job.ignore, kind, job.seed, job.orthogonalize, job.bias_dir)
     return dirs, {"kind": kind, "norm": job.norm, "ignore": job.ignore, "seed": job.seed,
                   "orthogonalize": job.orthogonalize, **_bias_dir_attr(job)}
@@ -236,6 +240,8 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
         raise LandscapeError(f"--fold-bn must be auto, on or off, got {job.fold_bn!r}")
     had = on_root(comm, lambda: _existing_attrs(out))  # read once, on the rank that writes
     _check_eig_resume(job, out, had)
+    bn_stats = "recompute" if job.bn_stats == "auto" and job.mode in ("line", "plane") else job.bn_stats
+    bn_data = None if "train" in splits else get_dataset(name, "train", job.data_root)
     if job.eig:
         extra = [*extra, job_eig_measure(job, name, splits, device)]
     if rank_of(comm) == 0:
@@ -258,7 +264,8 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
              **{f"meta_{k}": v for k, v in base.meta.items() if isinstance(v, (int, float, str))}}
     return compute_surface(base.model, directions, splits, job.x, job.y, out, loss=job.loss,
                            batch_size=int(batch_size), device=device, kind=kind, samples=job.samples,
-                           layout=str(layout), fold_bn=fold_bn,
+                           layout=str(layout), fold_bn=fold_bn, bn_stats=bn_stats, bn_data=bn_data,
+                           bn_samples=job.bn_samples,
                            rtol=job.rtol, min_samples=job.min_samples, extra=extra,
                            precision=job.precision or had.get("precision") or "fp32",
                            progress=job.progress, attrs=attrs, comm=comm,

@@ -66,7 +66,7 @@ def test_interpolation_endpoints_reproduce_both_models(small_digits):
                 if isinstance(mod, torch.nn.BatchNorm2d):
                     mod.running_mean.fill_(v)
     d = landscape.interpolation_direction(a, b, kind="states")
-    surf = landscape.compute_surface(a, [d], train, [0.0, 1.0], kind="states", progress=False)
+    surf = landscape.compute_surface(a, [d], train, [0.0, 1.0], kind="states", bn_stats="interpolate", progress=False)
     assert surf["train_loss"][0] == pytest.approx(landscape.evaluate(a, train)[0], rel=1e-6)
     assert surf["train_loss"][1] == pytest.approx(landscape.evaluate(b, train)[0], rel=1e-5)
 

@@ -15,7 +15,7 @@ from landscape.figures.scales import Scale, ScalingSettings, StudySettings
 from conftest import run_cli
 
 EXPECTED = ["li_fig3", "interpolation", "keskar_table", "hessian_vs_batch", "steps_to_result", "golmant", "trajectory",
-            "lm_scaling"]
+            "lm_scaling", "edge_of_stability", "critical_batch"]
 
 
 def test_registry_lists_every_figure_in_order():
@@ -111,3 +111,43 @@ def test_loss_rise_matches_an_analytic_parabola():
 
     x = np.linspace(-1, 1, 201)
     assert loss_rise(x, 3.0 * x ** 2 + 0.1, 0.5) == pytest.approx(0.75, rel=1e-3)
+
+
+def test_curvature_recipes_at_a_tiny_scale(tmp_path):
+    """Tracked runs trained once; B_simple read at each run's first step below the target; both numbers in the JSON."""
+    from dataclasses import replace
+
+    from landscape.figures.curvature import b_simple_at_target, bootstrap_b_crit
+    from landscape.figures.scales import TrackingSettings
+
+    tiny = replace(TINY, tracking=TrackingSettings(batch_sizes=(32, 128), lr=0.3, steps=20, track_every=10,
+                                                   seeds=(0,), samples=64, n_probes=2,
+                                                   tuned_lrs={32: 0.3, 64: 0.3, 128: 0.3}))
+    out, cache = tmp_path / "figures", tmp_path / "cache"
+    res = make_figures(["edge_of_stability", "critical_batch"], tiny, out, cache=cache, progress=False)
+    edge, crit = res["edge_of_stability"], res["critical_batch"]
+    assert (out / "edge_of_stability.png").exists() and (out / "critical_batch.png").exists()
+    assert edge.numbers["edges"] == pytest.approx({"2/lr": 2 / 0.3, "2(1+β)/lr": 2 * 1.9 / 0.3})
+    assert set(crit.numbers) >= {"measured_b_crit", "measured_b_crit_ci95", "predicted_b_simple",
+                                 "predicted_b_simple_ci95"}
+    tuned = sorted((cache / "tuned").iterdir())  # one run per tuned (batch, lr, seed), stopped at the target
+    assert [p.name for p in tuned] == ["bs128_lr0.3_s0", "bs32_lr0.3_s0", "bs64_lr0.3_s0"]
+    from landscape.jsonfile import read_json
+
+    for bs in (32, 128):
+        run = {"track": read_json(cache / "tracked" / f"bs{bs}_s0" / "track.json"),
+               "history": read_json(cache / "tracked" / f"bs{bs}_s0" / "history.json")}
+        assert [p["step"] for p in run["track"]["points"]] == [0, 10, 20]
+        first = next((h["step"] for h in run["history"]["history"] if h["test_error"] < tiny.scaling.target_error), None)
+        hit = b_simple_at_target(run, tiny.scaling.target_error)
+        if first is None:
+            assert hit is None
+        else:
+            point = next(p for p in run["track"]["points"] if p["step"] >= first)
+            assert hit == (point["step"], point["b_simple"], point["b_simple_se"])
+    # identical seeds leave nothing to resample: every bootstrap fit is the fit itself
+    from landscape.steps_to_result import fit_scaling
+
+    per_seed = {32: [100.0, 100.0], 64: [60.0, 60.0], 128: [45.0, 45.0], 256: [40.0, 40.0]}
+    boot = bootstrap_b_crit(per_seed, n_boot=20)
+    assert np.allclose(boot, fit_scaling(np.array([32, 64, 128, 256.0]), np.array([100, 60, 45, 40.0])).b_crit)

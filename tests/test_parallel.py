@@ -134,3 +134,14 @@ def test_mismatched_surface_file_refused(tmp_path, trained_ckpt):
     assert r.returncode != 0
     assert "samples" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(mpirun_path() is None, reason="no mpirun on PATH")
+def test_mpirun_2_ranks_recomputed_bn_statistics_identical_to_one_process(tmp_path, trained_ckpt):
+    bn = ["--x", "-1:1:5", "--y", "-1:1:3", "--kind", "states", "--ignore", "none", "--bn-samples", "300"]
+    one = _surface(tmp_path / "one", trained_ckpt, *bn)
+    two = _surface(tmp_path / "two", trained_ckpt, *bn, ranks=2)
+    assert one.attrs["bn_stats"] == "recompute" and one.attrs["bn_samples"] == 300
+    for name in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert np.array_equal(one[name], two[name]), name

@@ -149,3 +149,86 @@ def test_cli_report_and_bad_input(runs_dir, tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing")]) == 2
     with pytest.raises(LandscapeError, match="no final checkpoints"):
         build_report(tmp_path, ["weight_norm"], progress=False)
+
+
+def test_vectorized_tau_b_bootstrap_and_exact_p_value():
+    from scipy.stats import kendalltau
+
+    from landscape.report import _tau_b_rows, kendall_tau_ci
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 5, size=(7, 10)).astype(float)  # ties on purpose
+    y = x + rng.integers(-2, 3, size=(7, 10))
+    assert np.allclose(_tau_b_rows(x, y), [brute_tau_b(a, b) for a, b in zip(x, y)])
+    a, b = x[0], y[0]
+    res = kendall_tau_ci(a, b, n_boot=300, seed=5)
+    idx = np.random.default_rng(5).integers(0, len(a), size=(300, len(a)))  # the same resamples, scipy's tau
+    boot = np.array([kendalltau(a[i], b[i]).statistic for i in idx])
+    boot = boot[np.isfinite(boot)]
+    assert res["ci"] == pytest.approx([np.quantile(boot, 0.025), np.quantile(boot, 0.975)])
+    assert res["ci"][0] <= res["tau"] <= res["ci"][1] and res["n"] == 10
+    assert kendall_tau_ci([1, 2, 3, 4], [1, 2, 3, 4])["p_value"] == pytest.approx(2 / 24)  # exact: 2 of 4! orders
+
+
+def test_granulated_interval_and_loss_band_by_hand():
+    from landscape.report import granulated_tau_ci, loss_band
+
+    rows = [{"batch_size": bs, "weight_decay": wd, "seed": 0, "error_gap": g, "m": m}
+            for bs, wd, g, m in [(32, 0, .01, 1), (128, 0, .02, 2), (32, 1, .01, 2), (128, 1, .03, 3)]]
+    res = granulated_tau_ci(rows, "m", n_boot=200)
+    assert res["batch_size"] == {"tau": 1.0, "ci": [1.0, 1.0], "groups": 2}  # both groups agree: no spread
+    assert res["weight_decay"]["tau"] == 1.0 and res["overall"]["tau"] == 1.0
+    band = loss_band([0.1, 0.2, 0.3, 0.5, 0.005, float("nan")])
+    assert band["median"] == pytest.approx(0.2) and (band["low"], band["high"]) == pytest.approx((0.1, 0.4))
+    assert band["in_band"] == [True, True, True, False, True, False]
+    with pytest.raises(LandscapeError, match="band factor must be above 1"):
+        loss_band([0.1], factor=1.0)
+
+
+def test_report_says_when_too_few_runs_flags_the_loss_band_and_has_units(runs_dir, tmp_path):
+    from landscape.report import MIN_RUNS, Report
+
+    full = build_report(runs_dir, ["weight_norm"], progress=False)
+    assert full.meaningful and "not meaningful" not in full.format_table()
+    assert "weight norm [w]" in full.format_table() and "error gap [fraction]" in full.format_table()
+    two = Report(runs=[dict(r) for r in full.runs[:2]], measures=["weight_norm"], units={"weight_norm": "w"})
+    assert not two.meaningful and f"fewer than {MIN_RUNS} runs a rank correlation is not meaningful" in \
+        two.format_table()
+    rows = [dict(r) for r in full.runs]
+    rows[0]["train_loss"] = 10 * np.median([r["train_loss"] for r in rows])
+    flagged = Report(runs=rows, measures=["weight_norm"])
+    assert [r["in_loss_band"] for r in flagged.runs].count(False) >= 1 and not flagged.runs[0]["in_loss_band"]
+    assert f"outside the training-loss band" in flagged.format_table() and rows[0]["run"] in flagged.format_table()
+    data = flagged.to_dict()
+    assert data["statistics"]["meaningful"] and data["outside_loss_band"][0] == rows[0]["run"]
+    assert data["units"]["weight_norm"] == "w" and data["units"]["error_gap"] == "fraction"
+    t = data["taus"]["weight_norm"]
+    assert set(t) >= {"tau_error_gap", "tau_error_gap_ci", "tau_error_gap_p", "granulated_overall_ci",
+                      "tau_error_gap_in_band", "n_in_band"}
+    paths = flagged.save(tmp_path)
+    assert "outside loss band" in paths["markdown"].read_text()
+    from landscape.report import resolve_measures
+
+    assert [m.name for m in resolve_measures("pacbayes")] == ["pacbayes_flatness"]  # the old name still works
+    assert resolve_measures("keskar")[0].unit == "%"
+
+
+def test_tracked_runs_appear_in_the_report_with_their_edges(runs_dir, tmp_path):
+    from landscape.jsonfile import write_json_atomic
+
+    points = [{"step": s, "lambda_max": lam, "trace": 3.0, "trace_se": 0.1, "b_simple": b, "b_simple_se": 1.0,
+               "lambda_max_hvps": 9} for s, lam, b in ((0, 1.0, 10.0), (10, 5.0, 20.0), (20, 4.0, 30.0))]
+    write_json_atomic(runs_dir / "bs32_s0" / "track.json",
+                      {"format": "landscape-track", "settings": {"samples": 64}, "hvps_saved": 7,
+                       "run": {"lr": 0.1, "momentum": 0.9, "batch_size": 32}, "points": points})
+    try:
+        report = build_report(runs_dir, ["weight_norm"], progress=False)
+        summary = report.to_dict()["tracks"]
+        assert list(summary) == ["bs32_s0"]
+        t = summary["bs32_s0"]
+        assert (t["lambda_max_final"], t["lambda_max_peak"], t["b_simple_final"], t["hvps_saved"]) == (4.0, 5.0, 30.0, 7)
+        assert t["edges"] == pytest.approx({"2/lr": 20.0, "2(1+β)/lr": 38.0})
+        paths = report.save(tmp_path)
+        assert paths["tracks"].exists()
+    finally:
+        (runs_dir / "bs32_s0" / "track.json").unlink()

@@ -107,3 +107,28 @@ def test_fold_bn_auto_resumes_a_file_the_way_it_was_made(trained_ckpt, tmp_path,
         run_surface_job(_job(trained_ckpt, tmp_path / "auto", fold_bn="off", **line))
     with pytest.raises(LandscapeError, match="--fold-bn must be auto, on or off"):
         run_surface_job(_job(trained_ckpt, tmp_path / "bad", fold_bn="sometimes", **line))
+
+
+def test_line_with_y_spans_both_minima_and_a_random_direction_orthogonal_to_the_line(tmp_path):
+    from landscape.bnstats import is_stat_name
+
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(landscape.build_model("convnet", input_shape=(1, 8, 8), num_classes=10, channels=(4, 8, 8)))
+    ckpts = [landscape.save_checkpoint(tmp_path / f"m{k}.pt", m, {"dataset": "digits"}) for k, m in enumerate(models)]
+    job = SurfaceJob(ckpt=str(ckpts[0]), ckpt2=str(ckpts[1]), x=np.array([0.0, 1.0]), y=np.array([-0.5, 0.0, 0.5]),
+                     samples=100, bn_samples=100, splits=("train",), batch_size=256, out=str(tmp_path / "out"),
+                     progress=False)
+    surface = run_surface_job(job)
+    assert surface.attrs["bn_stats"] == "recompute" and surface.attrs["y_orthogonal"]  # auto between checkpoints
+    (dx, dy), _ = load_directions(tmp_path / "out" / "line_2d_directions.h5")
+    names = [n for n in dx if not is_stat_name(n)]
+    line = np.concatenate([dx[n].numpy().ravel() for n in names]).astype(np.float64)
+    rand = landscape.random_directions(models[0], 1, kind="states")[0]
+    r = np.concatenate([rand[n].numpy().ravel() for n in names]).astype(np.float64)
+    y = np.concatenate([dy[n].numpy().ravel() for n in names]).astype(np.float64)
+    assert np.allclose(y, r - (r @ line) / (line @ line) * line, rtol=1e-5, atol=1e-7)  # Gram-Schmidt by hand
+    assert abs(y @ line) <= 1e-5 * np.linalg.norm(y) * np.linalg.norm(line)
+    assert all(not dy[n].any() for n in dy if is_stat_name(n))  # y moves no running statistic
+    assert np.allclose(dx[names[0]].numpy(), (models[1].state_dict()[names[0]] - models[0].state_dict()[names[0]]).numpy())

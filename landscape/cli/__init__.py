@@ -14,8 +14,8 @@ import sys
 from typing import Sequence
 
 # Order is the order shown by --help.
-COMMANDS = ["demo", "train", "plot", "surface", "render", "view", "hessian", "sharpness", "sweep", "report",
-            "figures", "bench", "info"]
+COMMANDS = ["demo", "train", "track", "plot", "surface", "render", "view", "hessian", "sharpness", "sweep",
+            "report", "figures", "bench", "info"]
 
 
 def _available_commands() -> list[str]:

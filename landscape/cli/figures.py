@@ -11,7 +11,7 @@ DESCRIPTION = (HELP + ". --scale demo uses built-in data and finishes on 2 CPU c
                "surfaces and measurements are cached (--cache), so an interrupted run resumes and a second run only "
                "redraws.")
 NAMES = ("li_fig3", "interpolation", "keskar_table", "hessian_vs_batch", "steps_to_result", "golmant", "trajectory",
-         "lm_scaling")
+         "lm_scaling", "edge_of_stability", "critical_batch")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -13,8 +13,8 @@ DESCRIPTION = (HELP + ". Reads every RUNS_DIR/*/model.pt, caches measures in mea
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs_dir", help="directory of runs (from landscape sweep, or train --out DIR/NAME)")
-    p.add_argument("--measures", default="top_eig,trace,keskar,pacbayes",
-                   help="comma-separated: top_eig, trace, keskar, keskar_p100, pacbayes, adaptive, weight_norm "
+    p.add_argument("--measures", default="top_eig,trace,keskar,pacbayes_flatness",
+                   help="comma-separated: top_eig, trace, keskar, keskar_p100, pacbayes_flatness, adaptive, weight_norm "
                         "(empty for gaps only)")
     p.add_argument("--samples", type=positive_int, default=None,
                    help="measure on a fixed random subset of N training samples (default: all)")

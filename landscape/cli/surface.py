@@ -39,6 +39,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fold-bn", default="auto", choices=["auto", "on", "off"],
                    help="evaluate with each eval-mode BatchNorm folded into the conv before it, refolded at every "
                         "point (auto: when the model allows it; values differ from unfolded at float rounding)")
+    p.add_argument("--bn-stats", default="auto", choices=["auto", "recompute", "interpolate", "keep"],
+                   help="BatchNorm running statistics at each point: recompute them from a fixed seeded set of "
+                        "train batches, interpolate them along the direction (past a checkpoint variances can go "
+                        "negative: an artefact), or keep the centre model's (auto: recompute between checkpoints "
+                        "and where the direction moves them)")
+    p.add_argument("--bn-samples", type=positive_int, default=2000, metavar="N",
+                   help="train samples that --bn-stats recompute estimates the statistics from (default 2000, or "
+                        "the whole split if smaller)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads per process (default: 1 per rank under mpirun, torch's default otherwise)")
     p.add_argument("--eig", action="store_true",
@@ -83,6 +91,7 @@ def job_from_args(args: argparse.Namespace):
                       orthogonalize=args.orthogonalize, dir_file=args.dir_file, samples=args.samples,
                       loss=args.loss, batch_size=args.batch_size, device=args.device, rtol=args.rtol,
                       min_samples=args.min_samples, precision=args.precision, layout=args.layout, fold_bn=args.fold_bn,
+                      bn_stats=args.bn_stats, bn_samples=args.bn_samples,
                       threads=args.threads,
                       out=args.out or str(Path("out") / Path(args.ckpt).stem), progress=not args.no_progress,
                       **eig_options(args))

@@ -39,6 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="record the step and time at which test error first falls below this")
     add_loss_arg(p, "crossentropy")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--track-every", type=positive_int, default=None, metavar="N",
+                   help="every N steps (and at step 0) measure lambda_max, the Hessian trace and the gradient noise "
+                        "scale into OUT/track.json, outside the training time (see landscape track)")
+    from .track import add_tracking_arguments
+
+    add_tracking_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -52,6 +58,13 @@ def _milestones(text: str) -> tuple[float, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .track import tracking_options_given
+
+    given = tracking_options_given(args)
+    if given and not args.track_every:
+        from ..errors import LandscapeError
+
+        raise LandscapeError(f"{given[0]} applies only with --track-every N; add it (or use landscape track RUN_DIR)")
     import torch
 
     from ..data import train_test
@@ -63,6 +76,20 @@ def run(args: argparse.Namespace) -> int:
     model = init_model(args.model, train_data, seed=args.seed, **(args.model_args or {}))
     lr = scale_lr(args.lr, args.batch_size, args.base_batch_size, args.lr_scaling)
     epochs = args.epochs if args.epochs is not None or args.steps is not None else 20
+    tracker = None
+    if args.track_every:
+        from pathlib import Path
+
+        from ..track import TRACK_FILE, VECTOR_FILE, Tracker
+        from .track import tracker_options
+
+        for old in (TRACK_FILE, VECTOR_FILE):  # a rerun replaces the run, and its track with it
+            Path(args.out, old).unlink(missing_ok=True)
+        tracker = Tracker(train_data, args.out, run_meta={"lr": lr, "momentum": args.momentum,
+                                                          "batch_size": args.batch_size,
+                                                          "weight_decay": args.weight_decay, "seed": args.seed,
+                                                          "dataset": args.dataset, "model": args.model},
+                          loss=args.loss, **tracker_options(args))
     result = train(model, train_data, test_data, optimizer=args.optimizer, lr=lr, momentum=args.momentum,
                    nesterov=args.nesterov, batch_size=args.batch_size, weight_decay=args.weight_decay,
                    epochs=epochs, steps=args.steps, schedule=args.schedule, warmup_steps=args.warmup_steps,
@@ -70,11 +97,19 @@ def run(args: argparse.Namespace) -> int:
                    snapshot_every=args.snapshot_every, out_dir=args.out, eval_every=args.eval_every,
                    target_error=args.target_error, progress=not args.no_progress, loss=args.loss, device=device,
                    extra_meta={"base_lr": args.lr, "lr_scaling": args.lr_scaling,
-                               "base_batch_size": args.base_batch_size})
+                               "base_batch_size": args.base_batch_size},
+                   on_step=tracker.callback(args.track_every) if tracker is not None else None)
     m = result.meta
     test = f", test loss {m['test_loss']:.4f} acc {m['test_acc']:.4f}" if test_data is not None else " (no test split)"
     print(f"{m['model']} on {m['dataset']}: {m['step']} steps ({m['epoch']:.1f} epochs) in {m['wall_time']:.1f}s; "
           f"train loss {m['train_loss']:.4f} acc {m['train_acc']:.4f}{test}" + ("  [DIVERGED]" if m["diverged"] else ""))
+    if tracker is not None:
+        from ..track import draw_track
+        from .track import summary
+
+        print(summary(tracker))
+        paths = draw_track(tracker.to_dict(), Path(args.out) / "track")
+        print("wrote " + ", ".join(str(p) for p in [Path(args.out) / "track.json", *paths]))
     if m.get("target_error") is not None:
         hit = (f"step {m['steps_to_target']} ({m['time_to_target']:.2f}s)" if m["steps_to_target"] is not None
                else "not reached")

@@ -12,6 +12,8 @@
 ``trajectory``      Li et al. 2018, section 7: training paths on PCA directions.
 ``lm_scaling``      Steps and time to a target validation loss against batch size: ``gpt-tiny``
                     on ``pysrc`` next to an image classifier (Shallue et al., Golmant et al.).
+``edge_of_stability``  Cohen et al. 2021: lambda_max over training for several batch sizes, 2/lr.
+``critical_batch``  McCandlish et al. 2018: B_simple's critical batch size against steps to result.
 ==================  ===========================================================================
 
 ``make_figures(names, scale="demo")`` runs them (all by default) and writes PNGs into ``out``;
@@ -120,6 +122,7 @@ def _write_summary(ctx: Any, results: dict[str, FigureResult]) -> Path:
 
 # The recipes register themselves on import, in the order the figures are listed above.
 from . import li_fig3, interpolation, keskar_table, hessian_vs_batch, steps_to_result, golmant, trajectory, lm_scaling  # noqa: E402,F401,E501
+from . import curvature  # noqa: E402,F401
 
 __all__ = ["make_figures", "list_figures", "register_figure", "FIGURES", "FigureResult", "Recipe", "Scale",
            "SCALES", "DEMO", "PAPER", "get_scale"]

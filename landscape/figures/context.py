@@ -147,6 +147,61 @@ class FigureContext:
         """`scaling_records` that ran to the end: the ones steps-to-result and cost figures read."""
         return [r for r in self.scaling_records() if r["status"] == "finished"]
 
+    def tracked_run(self, batch_size: int, seed: int) -> dict:
+        """A run of the steps-to-result setting at one lr, measured in the loop (`landscape.track`).
+
+        ``{"run_dir", "track", "history"}``; trained into ``cache/tracked`` once, reused after.
+        """
+        from ..jsonfile import read_json
+        from ..track import TRACK_FILE, Tracker
+        from ..train import init_model, train
+
+        s, t = self.scale.scaling, self.scale.tracking
+        run_dir = self.cache / "tracked" / f"bs{batch_size}_s{seed}"
+        done = read_json(run_dir / "history.json") or {}
+        if done.get("status") != "finished" or not (run_dir / TRACK_FILE).exists():
+            self.log(f"  tracked run: batch {batch_size}, seed {seed}, lr {t.lr:g}, {t.steps} steps, measured every "
+                     f"{t.track_every}")
+            for old in run_dir.glob("track*"):
+                old.unlink()
+            train_data = self.data("train", s.dataset)
+            tracker = Tracker(train_data, run_dir, samples=t.samples, n_probes=t.n_probes,
+                              run_meta={"lr": t.lr, "momentum": s.momentum, "batch_size": batch_size, "seed": seed,
+                                        "dataset": s.dataset, "model": s.model})
+            model = init_model(s.model, train_data, seed=seed, **dict(s.model_args))
+            train(model, train_data, self.data("test", s.dataset), lr=t.lr, momentum=s.momentum,
+                  batch_size=batch_size, steps=t.steps, seed=seed, eval_every=t.track_every,
+                  target_error=s.target_error, out_dir=run_dir, dataset=s.dataset, progress=False, device=self.device,
+                  on_step=tracker.callback(t.track_every))
+        return {"run_dir": run_dir, "track": read_json(run_dir / TRACK_FILE), "history": read_json(run_dir / "history.json")}
+
+    def tuned_scaling_records(self) -> list[dict]:
+        """Steps-to-result records at the tracking settings' tuned learning rates, one run per (batch, seed).
+
+        Each run stops at the target (only the first crossing is read), so this costs a fraction of the
+        grid; records look like sweep records (``config`` with ``base_lr``, ``curve``) for `steps_to_result`.
+        """
+        from ..jsonfile import read_json
+        from ..train import init_model, train
+
+        s, t = self.scale.scaling, self.scale.tracking
+        records = []
+        for b, lr in sorted(t.tuned_lrs.items()):
+            for seed in t.seeds:
+                run_dir = self.cache / "tuned" / f"bs{b}_lr{lr:g}_s{seed}"
+                done = read_json(run_dir / "history.json") or {}
+                if done.get("status") != "finished":
+                    self.log(f"  steps to result: batch {b}, lr {lr:g}, seed {seed}")
+                    train_data = self.data("train", s.dataset)
+                    model = init_model(s.model, train_data, seed=seed, **dict(s.model_args))
+                    train(model, train_data, self.data("test", s.dataset), lr=lr, momentum=s.momentum, batch_size=b,
+                          steps=s.steps, seed=seed, eval_every=s.eval_every, target_error=s.target_error,
+                          stop_at_target=True, out_dir=run_dir, dataset=s.dataset, progress=False, device=self.device)
+                    done = read_json(run_dir / "history.json")
+                records.append({"config": {"batch_size": b, "base_lr": lr, "seed": seed}, "curve": done["history"],
+                                "status": "finished"})
+        return records
+
     # ------------------------------------------------------------------ surfaces
     def surface_job(self, name: str, ckpt: str | os.PathLike, x: Sequence[float], y: Sequence[float] | None = None,
                     **job: Any) -> Any:

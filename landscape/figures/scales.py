@@ -22,7 +22,7 @@ training set), and a steps-to-result grid that reaches a 3.5% test error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..errors import LandscapeError
 
@@ -65,6 +65,24 @@ class ScalingSettings:
 
 
 @dataclass(frozen=True)
+class TrackingSettings:
+    """Runs measured in the loop (`landscape.track`): lambda_max against 2/lr, and B_simple against the
+    critical batch size of the steps-to-result grid (same model, data, momentum and target)."""
+
+    batch_sizes: Sequence[int]
+    lr: float
+    steps: int
+    track_every: int
+    seeds: Sequence[int] = (0, 1, 2)
+    samples: int | None = 1024  # training samples each measurement uses
+    n_probes: int = 30
+    # With tuned_lrs ({batch size: lr}) the critical batch size is measured on runs at those learning rates
+    # only, for these seeds, stopped at the target: a lean steps-to-result at known-good learning rates.
+    # Without, it is read off the full steps-to-result grid (``Scale.scaling``).
+    tuned_lrs: Mapping[int, float] | None = None
+
+
+@dataclass(frozen=True)
 class Scale:
     """Everything that differs between a demo and a paper-scale run of the figures."""
 
@@ -84,6 +102,7 @@ class Scale:
     density_iter: int = 80
     density_runs: int = 4
     threads: int | None = None  # torch threads; 1 for small models, where threading only adds overhead
+    tracking: TrackingSettings | None = None
 
 
 DEMO = Scale(
@@ -95,6 +114,10 @@ DEMO = Scale(
                             batch_sizes=(8, 16, 32, 64, 128, 256, 512, 1024), lrs=(0.01, 0.03, 0.1, 0.3, 1.0),
                             seeds=(0, 1), steps=500, target_error=0.035, eval_every=2),
     threads=1,
+    # tuned_lrs: the best learning rate per batch size of the steps-to-result grid above (figures_demo.json)
+    tracking=TrackingSettings(batch_sizes=(16, 128, 1024), lr=0.1, steps=300, track_every=20, samples=512,
+                              tuned_lrs={8: 0.01, 16: 0.03, 32: 0.03, 64: 0.1, 128: 0.3, 256: 0.3, 512: 0.3,
+                                         1024: 0.3}),
 )
 
 PAPER = Scale(
@@ -108,6 +131,8 @@ PAPER = Scale(
                             eval_every=50),
     line_points=51, plane_points=51, interpolation_points=61, trajectory_points=51,
     measure_samples=5000, lanczos_tol=1e-3, density_iter=90, density_runs=10,
+    tracking=TrackingSettings(batch_sizes=(128, 1024, 8192), lr=0.1, steps=20000, track_every=500, seeds=(0,),
+                              samples=2048),
 )
 
 SCALES = {s.name: s for s in (DEMO, PAPER)}

@@ -125,7 +125,8 @@ def eigenvalues(model: nn.Module, data: DataSpec, k: int = 1, which: str = "larg
                 weight_decay: float = 0.0, tol: float = 1e-6, max_iter: int | None = None, seed: int = 0,
                 device: str | torch.device | None = None, return_vectors: bool = False,
                 progress: bool = False, block_size: int = DEFAULT_BLOCK_SIZE,
-                retain_bytes: int = DEFAULT_MAX_BYTES, check_rounding: bool = True) -> EigenResult:
+                retain_bytes: int = DEFAULT_MAX_BYTES, check_rounding: bool = True,
+                v0: torch.Tensor | None = None) -> EigenResult:
     """The ``k`` largest or smallest (``which="smallest"``: most negative) Hessian eigenvalues.
 
     ``method="lanczos"`` stops once every wanted Ritz value's error estimate is below
@@ -140,18 +141,24 @@ def eigenvalues(model: nn.Module, data: DataSpec, k: int = 1, which: str = "larg
     power: per eigenvalue, default 1000). ``params`` restricts to one layer or block.
     ``check_rounding`` (float32 models) measures the products' rounding against float64 on
     512 samples (2 products) and folds it into ``errors`` and ``converged`` (see `EigenResult`).
+    ``v0`` starts Lanczos from a given flat vector (e.g. the top eigenvector of a nearby model: a
+    warm start) instead of a random one drawn with ``seed``.
     """
     if method not in METHODS:
         raise LandscapeError(f"method must be one of {METHODS}, got {method!r}")
     if which not in ("largest", "smallest"):
         raise LandscapeError(f"which must be 'largest' or 'smallest', got {which!r}")
+    if v0 is not None and method not in ("lanczos", "auto"):
+        raise LandscapeError("v0 (a start vector) applies to method='lanczos' (or 'auto', which then runs it) only")
     op = _operator(model, data, loss, batch_size, params, weight_decay, device)
     start, before = time.perf_counter(), op.n_hvps
     check_rounding = check_rounding and op.param_dtype != torch.float64
     return_vectors, keep_vectors = return_vectors or check_rounding, return_vectors
     products = RetainedProducts(op, max_bytes=retain_bytes)
     chosen = method
-    if method == "auto":
+    if method == "auto" and v0 is not None:
+        chosen = "lanczos"
+    elif method == "auto":
         products.prepare()
         blocks = not products.retained and (products.forward_share or 0.0) > AUTO_BLOCK_FORWARD_SHARE
         chosen, block_size = ("block", AUTO_BLOCK_SIZE) if blocks else ("lanczos", block_size)
@@ -159,7 +166,8 @@ def eigenvalues(model: nn.Module, data: DataSpec, k: int = 1, which: str = "larg
     with products:
         if chosen == "lanczos":
             run = lanczos(products.mv, op.num_params, k=k, which=which, tol=tol, max_iter=max_iter, seed=seed,
-                          device=op.device, return_vectors=return_vectors, progress=progress, desc=f"lanczos {label}")
+                          device=op.device, v0=v0, return_vectors=return_vectors, progress=progress,
+                          desc=f"lanczos {label}")
         elif chosen == "block":
             run = block_lanczos(products.mm, op.num_params, k=k, block_size=block_size, which=which, tol=tol,
                                 max_iter=max_iter, seed=seed, device=op.device, return_vectors=return_vectors,
@@ -170,7 +178,8 @@ def eigenvalues(model: nn.Module, data: DataSpec, k: int = 1, which: str = "larg
                                   return_vectors=return_vectors, progress=progress)
     settings = {"k": k, "which": which, "method": method, "solver": chosen, "tol": tol, "max_iter": max_iter,
                 "seed": seed, **({"block_size": block_size} if chosen == "block" else {}),
-                "graphs_retained": bool(products.retained), **op.settings}
+                "graphs_retained": bool(products.retained),
+                **({"start": "v0"} if v0 is not None and chosen == "lanczos" else {}), **op.settings}
     n_hvps = op.n_hvps - before  # the rounding check runs on its own operators: not counted
     rounding = _with_rounding(op, run, tol) if check_rounding else \
         {"rounding_error": 0.0 if op.param_dtype == torch.float64 else None}
