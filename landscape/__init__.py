@@ -19,12 +19,16 @@ _EXPORTS = {
     "evaluate": "evaluation", "Evaluator": "evaluation",
     "compute_surface": "surface", "load_surface": "surface", "Surface": "surface",
     "LandscapeError": "errors",
+    "EmpiricalRisk": "risk", "MeasureStore": "store",
 }
 _SUBMODULES = {"hessian", "sharpness", "ops", "models", "data", "directions", "surface", "plot", "train",
                "sweep", "report", "figures", "checkpoint", "params", "losses", "bench", "trajectory",
-               "evaluation", "errors"}
+               "evaluation", "errors", "risk", "store", "batches", "rng"}
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = ["Checkpoint", "EmpiricalRisk", "Evaluator", "LabeledData", "LandscapeError", "MeasureStore", "Surface",
+           "build_model", "compute_surface", "evaluate", "get_dataset", "interpolation_direction", "list_models",
+           "load_checkpoint", "load_directions", "load_surface", "plane_directions", "random_directions",
+           "register_model", "save_checkpoint", "save_directions", "__version__"]  # literal: read without running it
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -123,17 +124,49 @@ def _unpickler_cause(message: str) -> str:
     return lines[0] if lines else "unpickling failed"
 
 
+def _read_safetensors(path: Path, map_location: Any) -> tuple[dict, dict]:
+    """(payload, header) of a safetensors file; a damaged or foreign file is one line."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head[8:9] != b"{" and (head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"):  # a zip, or a bare pickle
+        raise LandscapeError(f"{path} is a torch.save (pickle) file named .safetensors; rename it to .pt "
+                             "(it is then loaded without running code) or re-save it with safetensors")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            text = (f.metadata() or {}).get("landscape", "{}")
+        state = load_file(str(path), device=str(map_location or "cpu"))
+    except Exception as e:  # SafetensorError (bad header length, JSON, offsets, dtype) has no importable base
+        if isinstance(e, (FileNotFoundError, KeyboardInterrupt)):
+            raise
+        raise LandscapeError(f"cannot read {path} as safetensors: {_first_line(e)}; the file is damaged or "
+                             "not a safetensors file") from None
+    try:
+        header = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LandscapeError(f"{path}: the 'landscape' entry of its safetensors metadata is not JSON ({e.msg}); "
+                             "re-save it with landscape.checkpoint.save_safetensors") from None
+    return {"state_dict": state}, header
+
+
+def _first_line(e: BaseException) -> str:
+    """The first sentence of an exception's message (torch's come with paragraphs of advice)."""
+    text = str(e).strip()
+    return (text.splitlines()[0].split(". ")[0] if text else type(e).__name__)[:200]
+
+
 def _read(path: Path, map_location: Any) -> tuple[dict, dict]:
     """Return (state-dict-like payload, header) from any supported file."""
+    if path.is_dir():
+        raise LandscapeError(f"checkpoint {str(path)!r} is a directory; give the checkpoint file inside it")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as f:
-            header = json.loads((f.metadata() or {}).get("landscape", "{}"))
-        return {"state_dict": load_file(str(path), device=str(map_location or "cpu"))}, header
+        return _read_safetensors(path, map_location)
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4 ...": the refusal below says it in one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         cause = _unpickler_cause(str(e))
         if "global" not in str(e).lower():  # not a pickle of objects at all: some other file, or a damaged one
@@ -141,10 +174,12 @@ def _read(path: Path, map_location: Any) -> tuple[dict, dict]:
                                  f"({cause[:160]})") from None
         raise LandscapeError(f"refusing to load {path}: it needs arbitrary Python objects unpickled, which could "
                              f"run code ({cause[:160]}); re-save it as a state_dict with torch.save") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise LandscapeError(f"cannot read {path} as a checkpoint: {str(e).splitlines()[0][:200]}") from None
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, TypeError, AttributeError) as e:
+        # an empty file or /dev/null is an IndexError inside torch.load, a torn zip a RuntimeError, ...
+        raise LandscapeError(f"cannot read {path} as a checkpoint: not a torch.save file, or a damaged one "
+                             f"({_first_line(e)})") from None
     if not isinstance(obj, dict):
         raise LandscapeError(f"{path} holds a {type(obj).__name__}, not a state_dict or checkpoint dict")
     if obj.get("format") == FORMAT:
@@ -152,9 +187,74 @@ def _read(path: Path, map_location: Any) -> tuple[dict, dict]:
     if isinstance(obj.get("state_dict"), dict):  # tomgoldstein/loss-landscape .t7 files and the like
         meta = {k: _plain(v) for k, v in obj.items() if k != "state_dict" and not isinstance(v, dict)}
         return obj, {"meta": meta}
-    if all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return {"state_dict": obj}, {}
     raise LandscapeError(f"{path} is a dict without a 'state_dict' and not a bare state_dict")
+
+
+def _check_header(path: Path, header: Any) -> dict:
+    """The header's fields have the types a checkpoint writes: a bad one is named, not met later as a crash."""
+    if not isinstance(header, dict):
+        raise LandscapeError(f"{path}: its header is {_short(header)}, expected an object with 'model', "
+                             "'model_args' and 'meta'; re-save it with landscape.save_checkpoint")
+    for key, kind, example in (("model", str, "'convnet'"), ("model_args", dict, "{'channels': [4, 8, 8]}"),
+                               ("meta", dict, "{'dataset': 'digits'}")):
+        value = header.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise LandscapeError(f"{path}: '{key}' is {_short(value)}, expected a {kind.__name__} such as {example}; "
+                                 "fix the file or pass --model/--model-args")
+    return header
+
+
+def _check_state(path: Path, state: Any) -> dict:
+    if not isinstance(state, Mapping):
+        raise LandscapeError(f"{path}: 'state_dict' is {_short(state)}, not a dict of tensors; the file holds no "
+                             "weights")
+    bad = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise LandscapeError(f"{path}: state_dict entry {_short(bad)} is {_short(state[bad])}, not a tensor; the "
+                             "file holds no usable weights")
+    return dict(state)
+
+
+def _short(value: Any, n: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _check_shapes(path: Path, net: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Name the first tensor whose shape differs (torch's own message is a page, one line per tensor)."""
+    live = net.state_dict()
+    for name, tensor in state.items():
+        if name in live and tuple(tensor.shape) != tuple(live[name].shape):
+            raise LandscapeError(f"{path} does not fit model {type(net).__name__}: tensor {name!r} has shape "
+                                 f"{tuple(tensor.shape)} in the file, {tuple(live[name].shape)} in the model; "
+                                 "check --model and --model-args")
+
+
+def nonfinite_tensors(model: nn.Module) -> list[tuple[str, int, int]]:
+    """(name, NaN count, inf count) of every floating tensor of the state_dict holding non-finite values."""
+    found = []
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() or t.is_complex():
+            finite = torch.isfinite(t)
+            if not bool(finite.all()):
+                n_nan = int(torch.isnan(t).sum())
+                found.append((name, n_nan, int((~finite).sum()) - n_nan))
+    return found
+
+
+def require_finite(ckpt: "Checkpoint") -> "Checkpoint":
+    """Refuse a checkpoint holding NaN or infinite weights before anything is measured on it."""
+    bad = nonfinite_tensors(ckpt.model)
+    if bad:
+        name, n_nan, n_inf = bad[0]
+        what = " and ".join(f"{n} {w}" for n, w in ((n_nan, "NaN"), (n_inf, "infinite")) if n)
+        more = f" (and {len(bad) - 1} more tensor(s))" if len(bad) > 1 else ""
+        raise LandscapeError(f"{ckpt.path or 'the checkpoint'} holds non-finite weights: tensor {name!r} has {what} "
+                             f"value(s){more}; the run that saved it diverged, so there is nothing to measure: use "
+                             "an earlier snapshot or retrain with a smaller learning rate")
+    return ckpt
 
 
 def _strip_prefix(state: dict) -> dict:
@@ -175,7 +275,10 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | str | None = Non
     if not path.exists():
         raise LandscapeError(f"checkpoint {str(path)!r} does not exist")
     payload, header = _read(path, map_location)
-    state = _strip_prefix(dict(payload["state_dict"]))
+    header = _check_header(path, header)
+    state = _strip_prefix(_check_state(path, payload.get("state_dict")))
+    if model_args is not None and not isinstance(model_args, Mapping):
+        raise LandscapeError(f"model_args must be a dict such as {{'channels': [4, 8, 8]}}, got {_short(model_args)}")
     if isinstance(model, nn.Module):
         net = model
     else:
@@ -190,6 +293,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | str | None = Non
         net = build_model(name, **args)
     if hasattr(net, "adapt_state_dict"):  # hub models (landscape.models.hub) take the hub's own weights files
         state = net.adapt_state_dict(state)
+    _check_shapes(path, net, state)
     result = net.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         detail = []

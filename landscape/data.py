@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .errors import LandscapeError
+from .jsonfile import atomic_path
 
 DataSpec = Union[Dataset, DataLoader, "tuple[torch.Tensor, torch.Tensor]"]
 SPLITS = ("train", "test")
@@ -83,10 +84,8 @@ def _load_mnist1d(split: str, root: Path | None) -> tuple[np.ndarray, np.ndarray
         from mnist1d.data import get_dataset_args, make_dataset
 
         d = make_dataset(get_dataset_args())  # local generation, seed fixed by the defaults
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
     d = np.load(path)
     x, y = (d["x"], d["y"]) if split == "train" else (d["x_test"], d["y_test"])
     return x.astype(np.float32).reshape(-1, 1, x.shape[-1]), y.astype(np.int64)
@@ -146,9 +145,8 @@ def _load_pysrc(split: str, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
             pick = np.sort(np.random.default_rng(0).permutation(len(windows))[:size])
             arrays[name] = windows[pick]
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, fingerprint=np.array(fingerprint), files=np.array([f.name for f in files]), **arrays)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, fingerprint=np.array(fingerprint), files=np.array([f.name for f in files]), **arrays)
     windows = np.load(path)[split].astype(np.int64)
     return windows[:, :-1], windows[:, 1:]
 
@@ -341,49 +339,26 @@ def train_test(name: str, root: str | os.PathLike | None = None) -> tuple[Labele
 
 # ---------------------------------------------------------------- any data -> tensors
 def as_tensors(data: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accept a `(inputs, targets)` tuple, a `TensorDataset`, any `Dataset` or a `DataLoader`.
+    """Accept a `(inputs, targets)` tuple, a `TensorDataset`, any `Dataset` or a `DataLoader` of
+    one input tensor and its targets, read whole into two tensors (`batches.columns`)."""
+    from .batches import columns
 
-    Measurements iterate the same samples many times, so they are materialised once as two
-    tensors (sliced into batches later) instead of re-running a Python data pipeline per point.
-    """
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
-        x, y = data
-    elif isinstance(data, TensorDataset) and len(data.tensors) >= 2:
-        x, y = data.tensors[0], data.tensors[1]
-    elif isinstance(data, DataLoader):
-        xs, ys = [], []
-        for batch in data:
-            if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
-                raise LandscapeError("a DataLoader must yield (inputs, targets) batches")
-            xs.append(torch.as_tensor(batch[0]))
-            ys.append(torch.as_tensor(batch[1]))
-        if not xs:
-            raise LandscapeError("the DataLoader yielded no batches")
-        x, y = torch.cat(xs), torch.cat(ys)
-    elif isinstance(data, Dataset):
-        items = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
-        if not items:
-            raise LandscapeError("the dataset is empty")
-        x = torch.stack([torch.as_tensor(it[0]) for it in items])
-        y = torch.stack([torch.as_tensor(it[1]) for it in items])
-    else:
-        raise LandscapeError(f"data must be a Dataset, a DataLoader or a (inputs, targets) tuple of "
-                             f"tensors, not {type(data).__name__}")
-    if len(x) != len(y):
-        raise LandscapeError(f"inputs and targets differ in length ({len(x)} vs {len(y)})")
-    if len(x) == 0:
-        raise LandscapeError("the data holds no samples")
-    return x, y
+    inputs, y = columns(data)
+    if isinstance(inputs, dict) or len(inputs) != 1:
+        raise LandscapeError("this needs (inputs, targets) data with one input tensor; "
+                             "the measurements (landscape.risk) take any batch structure")
+    return inputs[0], y
 
 
 def subset_indices(n_total: int, n: int | None, seed: int = 0) -> torch.Tensor | None:
     """A fixed random subset of ``n`` sample indices (sorted), or None for all samples."""
+    from .rng import plain_generator
+
     if n is None or n >= n_total:
         return None
     if n <= 0:
-        raise LandscapeError(f"--samples must be positive, got {n}")
-    g = torch.Generator().manual_seed(seed)
-    return torch.randperm(n_total, generator=g)[:n].sort().values
+        raise LandscapeError(f"samples must be positive, got {n}")
+    return torch.randperm(n_total, generator=plain_generator(seed))[:n].sort().values
 
 
 def iter_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -220,6 +220,9 @@ def load_directions(path: str | os.PathLike, model: nn.Module | None = None,
     path = Path(path)
     if not path.exists():
         raise LandscapeError(f"direction file {str(path)!r} does not exist")
+    if path.is_dir() or not h5py.is_hdf5(path):
+        raise LandscapeError(f"direction file {str(path)!r} is not an h5 file; give one written by landscape "
+                             "surface/plot (*_directions.h5) or landscape.save_directions")
     with h5py.File(path, "r") as f:
         directions = [{name: torch.from_numpy(np.asarray(f[group][name][()])) for name in f[group]}
                       for group in _GROUPS if group in f]

@@ -7,61 +7,22 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import DataSpec, as_tensors, iter_batches
+from .data import DataSpec
 from .errors import LandscapeError
-from .losses import LossSpec, batch_totals, correct_count, count_targets, float_targets, get_loss
+from .losses import LossSpec, correct_count, float_targets
+from .risk import PRECISIONS, EmpiricalRisk, check_precision, eval_mode, precision_context, resolve_device
 
 DEFAULT_BATCH_SIZE = 256
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode, then restore each one's own flag."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, was_training in flags:
-            m.training = was_training
-
-
-def resolve_device(device: str | torch.device | None, model: nn.Module | None = None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if model is not None:
-        for p in model.parameters():
-            return p.device
-    return torch.device("cpu")
-
-
-PRECISIONS = ("fp32", "tf32", "bf16")
-
-
-@contextlib.contextmanager
-def precision_context(precision: str, device: torch.device) -> Iterator[None]:
-    """fp32 exactly; tf32 lets CUDA matmuls use TF32; bf16 autocasts the forward pass."""
-    if precision not in PRECISIONS:
-        raise LandscapeError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    if precision == "bf16":
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-            yield
-    elif precision == "tf32" and device.type == "cuda":
-        old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
-    else:
-        yield
+__all__ = ["Evaluator", "AdaptiveEvaluator", "evaluate", "eval_mode", "resolve_device", "precision_context",
+           "PRECISIONS", "per_sample_loss", "DEFAULT_BATCH_SIZE", "BATCH_CANDIDATES", "time_forward",
+           "measure_batch_size", "measure_layout", "channels_last_model", "cached_batch_size", "cached_layout"]
 
 
 def per_sample_loss(loss: LossSpec) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
@@ -74,42 +35,28 @@ def per_sample_loss(loss: LossSpec) -> Callable[[torch.Tensor, torch.Tensor], to
 
 
 class Evaluator:
-    """Evaluates the model's *current* weights on fixed data that lives on the device.
+    """Loss and accuracy of the model's *current* weights: a view on `EmpiricalRisk.evaluate`.
 
-    Built once per surface: inputs are moved and sliced into batches up front, so a grid point
-    costs forward passes and nothing else.
+    Built once per surface: with the data resident, inputs are moved and sliced into batches up
+    front, so a grid point costs forward passes and nothing else. ``options`` go to the risk
+    (``data_on=``, ``samples=``, ``seed=``, ``target_key=``).
     """
+
+    default_batch_size = DEFAULT_BATCH_SIZE
 
     def __init__(self, model: nn.Module, data: DataSpec, loss: LossSpec = "crossentropy",
                  batch_size: int | None = None, device: str | torch.device | None = None,
-                 precision: str = "fp32", channels_last: bool = False):
-        self.model = model
-        self.device = resolve_device(device, model)
-        self.loss_fn = get_loss(loss)
-        self.totals = batch_totals(loss)
+                 precision: str = "fp32", channels_last: bool = False, **options: Any):
+        check_precision(precision)
         self.precision = precision
-        if precision not in PRECISIONS:
-            raise LandscapeError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-        x, y = self._order(*as_tensors(data))
-        self.n = count_targets(y)  # samples, or counted tokens for (B, T) targets: loss and accuracy per token
-        self.batch_size = batch_size or DEFAULT_BATCH_SIZE
-        fmt = torch.channels_last if channels_last and x.dim() == 4 else torch.contiguous_format
-        self.batches = [(xb.to(self.device).contiguous(memory_format=fmt), yb.to(self.device))
-                        for xb, yb in iter_batches(x, y, self.batch_size)]
+        self.risk = EmpiricalRisk(model, data, loss=loss, batch_size=batch_size or self.default_batch_size,
+                                  device=device, channels_last=channels_last,
+                                  **options)
+        self.model, self.device, self.loss_fn = model, self.risk.device, self.risk.loss_fn
+        self.n, self.batch_size, self.batches = self.risk.num_samples, self.risk.batch_size, self.risk.batches
 
-    def _order(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x, y
-
-    @torch.inference_mode()
     def __call__(self) -> tuple[float, float]:
-        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
-        total_correct = torch.zeros((), dtype=torch.float64, device=self.device)
-        with eval_mode(self.model), precision_context(self.precision, self.device):
-            for xb, yb in self.batches:
-                loss_sum, correct = self.totals(self.model(xb).float(), yb)
-                total_loss += loss_sum
-                total_correct += correct
-        return float(total_loss) / self.n, float(total_correct) / self.n
+        return self.risk.evaluate(self.precision)
 
 
 class AdaptiveEvaluator(Evaluator):
@@ -123,32 +70,40 @@ class AdaptiveEvaluator(Evaluator):
     at the centre is a control variate: its mean over *all* samples is known exactly, and
     per-sample losses at nearby points are strongly correlated with it, so the regression
     estimator ``mean(l) - b (mean(c) - mean_all(c))`` reaches the same precision with several
-    times fewer samples (its variance is ``var(l) (1 - rho^2)``).
+    times fewer samples (its variance is ``var(l) (1 - rho^2)``). Token outputs ``(B, T, V)``
+    count each batch's mean as one observation carrying its counted tokens.
     """
+
+    default_batch_size = 128
 
     def __init__(self, model: nn.Module, data: DataSpec, loss: LossSpec = "crossentropy",
                  batch_size: int | None = None, device: str | torch.device | None = None,
                  precision: str = "fp32", rtol: float = 0.02, min_samples: int = 512, seed: int = 0,
-                 channels_last: bool = False):
+                 channels_last: bool = False, **options: Any):
         if not rtol > 0:
-            raise LandscapeError(f"--rtol must be positive, got {rtol}")
+            raise LandscapeError(f"rtol must be positive, got {rtol}")
         self.rtol, self.min_samples, self.seed = float(rtol), int(min_samples), int(seed)
         self.per_sample = per_sample_loss(loss)
         self.control: torch.Tensor | None = None
         self.control_mean = 0.0
-        super().__init__(model, data, loss, batch_size or 128, device, precision, channels_last)
+        super().__init__(model, data, loss, batch_size, device, precision, channels_last, shuffle=True, seed=seed,
+                         **options)
 
-    def _order(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))
-        return x[perm], y[perm]
+    def _per_sample(self, out: torch.Tensor):
+        return self.per_sample if self.per_sample is not None and out.dim() <= 2 else None
 
     @torch.inference_mode()
     def set_control(self) -> None:
         """Record every sample's loss at the model's current weights as the control variate."""
         if self.per_sample is None:
             return
+        parts = []
         with eval_mode(self.model), precision_context(self.precision, self.device):
-            parts = [self.per_sample(self.model(xb).float(), yb).double().cpu() for xb, yb in self.batches]
+            for b in self.batches:
+                out = self.risk.outputs(b).float()
+                if self._per_sample(out) is None:
+                    return
+                parts.append(self.per_sample(out, b.target).double().cpu())
         self.control = torch.cat(parts)
         self.control_mean = float(self.control.mean())
 
@@ -157,19 +112,21 @@ class AdaptiveEvaluator(Evaluator):
         """Return (mean loss, accuracy, standard error of the loss, samples used)."""
         stats = _RunningMoments()
         correct = 0.0
-        n = 0
+        n = weight = 0
         est, se = float("nan"), float("nan")
         with eval_mode(self.model), precision_context(self.precision, self.device):
-            for xb, yb in self.batches:
-                out = self.model(xb).float()
-                if self.per_sample is not None:
-                    ls = self.per_sample(out, yb).double().cpu()
-                    cs = self.control[n:n + len(xb)] if self.control is not None else None
+            for b in self.batches:
+                out = self.risk.outputs(b).float()
+                per_sample = self._per_sample(out)
+                if per_sample is not None:
+                    ls = per_sample(out, b.target).double().cpu()
+                    cs = self.control[n:n + len(b.target)] if self.control is not None else None
                     stats.add(ls, cs)
-                else:  # user loss: each batch mean is one observation
-                    stats.add(self.loss_fn(out, yb).double().cpu().reshape(1), None, weight=len(xb))
-                n += len(xb)
-                correct += float(correct_count(out, yb))
+                else:  # user loss or tokens: each batch mean is one observation
+                    stats.add(self.loss_fn(out, b.target).double().cpu().reshape(1), None, weight=b.weight)
+                n += len(b.target)
+                weight += b.weight
+                correct += float(correct_count(out, b.target))
                 est, se = stats.estimate(self.control_mean, max(0.0, 1.0 - n / self.n))
                 if n >= self.min_samples and se <= self.rtol * abs(est):
                     break
@@ -177,7 +134,7 @@ class AdaptiveEvaluator(Evaluator):
             est, se = stats.mean, 0.0  # every sample used: the plain mean is exact
         else:  # float32 losses carry ~1e-7 relative rounding: no estimate is more precise than that
             se = max(se, _FLOAT32_FLOOR * abs(est))
-        return est, correct / n, se, n
+        return est, correct / weight, se, n
 
 
 _FLOAT32_FLOOR = 1e-6
@@ -229,10 +186,13 @@ class _RunningMoments:
         return ml - b * (mc - control_mean), math.sqrt(resid / k * fpc)
 
 
-def evaluate(model: nn.Module, data: DataSpec, loss: LossSpec = "crossentropy", batch_size: int | None = None,
-             device: str | torch.device | None = None) -> tuple[float, float]:
-    """Mean loss and accuracy (NaN for non-class targets) of ``model`` over ``data``."""
-    return Evaluator(model, data, loss, batch_size, device)()
+def evaluate(model: nn.Module | EmpiricalRisk, data: DataSpec | None = None, loss: LossSpec = "crossentropy",
+             batch_size: int | None = None, device: str | torch.device | None = None, *,
+             data_on: str = "auto", target_key: str | None = None) -> tuple[float, float]:
+    """Mean loss and accuracy (NaN for non-class targets) of ``model`` over ``data``, or of a risk."""
+    if isinstance(model, EmpiricalRisk):
+        return model.evaluate()
+    return Evaluator(model, data, loss, batch_size, device, data_on=data_on, target_key=target_key)()
 
 
 BATCH_CANDIDATES = (32, 64, 128, 256, 512, 1024, 2048)
@@ -306,9 +266,9 @@ def _cached(kind: str, model: nn.Module, inputs: torch.Tensor, compute: Callable
     the batch size and layout, and a fresh measurement could pick another one.
     """
     import json
-    import os
 
     from .data import cache_dir
+    from .jsonfile import write_json_atomic
 
     spec = getattr(model, "landscape_spec", {"name": type(model).__name__, "args": {}})
     key = json.dumps([kind, spec.get("name"), spec.get("args"), list(inputs.shape[1:]), inputs.device.type],
@@ -320,10 +280,7 @@ def _cached(kind: str, model: nn.Module, inputs: torch.Tensor, compute: Callable
         table = {}
     if key not in table:
         table[key] = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(table, indent=1))
-        os.replace(tmp, path)
+        write_json_atomic(path, table)
     return table[key]
 
 

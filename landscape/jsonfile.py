@@ -10,7 +10,8 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 
 def jsonable(value: Any) -> Any:
@@ -39,15 +40,26 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary name beside ``path`` (same suffix) to write to; it replaces ``path`` when the block
+    ends without an exception and is removed otherwise: the one way files here are written whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(_finite_or_none(obj), f, indent=1, sort_keys=True, default=float)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(_finite_or_none(obj), f, indent=1, sort_keys=True, default=float)
+            f.write("\n")
+    return Path(path)
 
 
 def read_json(path: str | os.PathLike) -> Any | None:

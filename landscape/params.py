@@ -70,7 +70,7 @@ class WeightShifter:
     @torch.no_grad()
     def set(self, coeffs: Sequence[float]) -> None:
         if len(coeffs) != len(self.dirs):
-            raise ValueError(f"{len(coeffs)} coefficients for {len(self.dirs)} directions")
+            raise LandscapeError(f"coeffs has {len(coeffs)} entries for {len(self.dirs)} directions")
         torch._foreach_copy_(self.live, self.origin)
         for c, d in zip(coeffs, self.dirs):
             if c != 0.0:

@@ -341,14 +341,12 @@ def measure_checkpoint(path: str | os.PathLike, measures: Sequence[str | Measure
     """
     from .checkpoint import load_checkpoint
     from .evaluation import evaluate
+    from .store import MeasureStore
 
     path = Path(path)
     ck = load_checkpoint(path, map_location=device or "cpu")
     meta = ck.meta
-    cache_path = path.parent / CACHE
-    cached = read_json(cache_path) or {}
-    if cached.get("sha256") != ck.sha256 or recompute:
-        cached = {"sha256": ck.sha256, "measures": {}}
+    store = MeasureStore(path.parent / CACHE, {"sha256": ck.sha256}, container="measures", fresh=recompute)
     if train_data is None:
         dataset = meta.get("dataset")
         if not dataset or dataset == "custom":
@@ -381,14 +379,13 @@ def measure_checkpoint(path: str | os.PathLike, measures: Sequence[str | Measure
     settings_extra = {"samples": samples}
     for m in resolve_measures(measures):
         settings = {**dict(m.settings), **settings_extra}
-        entry = cached["measures"].get(m.name) or next(
-            (cached["measures"][a] for a, to in ALIASES.items() if to == m.name and a in cached["measures"]), None)
-        if entry is None or entry.get("settings") != settings:
+        entry = store.reuse(m.name, settings) or next(
+            (store.reuse(a, settings) for a, to in ALIASES.items() if to == m.name and store.reuse(a, settings)), None)
+        if entry is None:
             start = time.perf_counter()
             value, stderr = m.fn(ck.model, sub, m.settings)
             entry = {"value": value, "stderr": stderr, "settings": settings, "seconds": time.perf_counter() - start}
-            cached["measures"][m.name] = entry
-            write_json_atomic(cache_path, cached)
+            store.put(m.name, entry, settings)
         row[m.name] = math.nan if entry["value"] is None else float(entry["value"])
         row[f"{m.name}_stderr"] = entry.get("stderr")
     return row

@@ -36,7 +36,7 @@ from torch import nn
 from . import __version__
 from .bnstats import DEFAULT_SAMPLES as DEFAULT_BN_SAMPLES
 from .bnstats import StatsRecompute, negative_variance_warning, resolve_bn_stats, without_stats
-from .data import DataSpec, as_tensors, subset_indices
+from .data import DataSpec
 from .directions import directions_fingerprint
 from .errors import LandscapeError
 from .evaluation import Evaluator
@@ -456,18 +456,13 @@ def load_surface(path: str | os.PathLike) -> Surface:
 
 # ------------------------------------------------------------------ computing
 def _as_splits(data: DataSpec | Mapping[str, DataSpec], test_data: DataSpec | None) -> dict[str, DataSpec]:
-    if isinstance(data, Mapping):
-        splits = dict(data)
+    if isinstance(data, Mapping) and not all(isinstance(v, torch.Tensor) for v in data.values()):
+        splits = dict(data)  # {split: data}; a dict of tensors is one dataset of dict batches
     else:
         splits = {"train": data}
     if test_data is not None:
         splits["test"] = test_data
     return splits
-
-
-def _subset(x: torch.Tensor, y: torch.Tensor, samples: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    idx = subset_indices(len(x), samples, seed)
-    return (x, y, None) if idx is None else (x[idx], y[idx], idx)
 
 
 def subset_hash(t: torch.Tensor | None) -> str:
@@ -489,7 +484,8 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
                     fold_bn: bool | str = "auto", bn_stats: str = "auto", bn_data: DataSpec | None = None,
                     bn_samples: int | None = DEFAULT_BN_SAMPLES, bn_seed: int = 0, progress: bool = True,
                     attrs: Mapping[str, Any] | None = None, comm: Any = "auto",
-                    flush_seconds: float = 5.0, before_write: Callable[[], Any] | None = None) -> Surface:
+                    flush_seconds: float = 5.0, before_write: Callable[[], Any] | None = None,
+                    data_on: str = "auto", target_key: str | None = None) -> Surface:
     """Evaluate loss and accuracy at ``w0 + x_i dx (+ y_j dy)`` for every grid point.
 
     ``data`` is one dataset (called ``train``) or a mapping ``{split: data}``; ``test_data`` adds
@@ -510,7 +506,9 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     ``out`` file has been checked against this run, before anything is written (the caller saves
     its own files there, so a refused run leaves every file as it was). ``out`` is locked while
     the run writes it: a second writer is refused. Batch size, layout, dtype, device type and every
-    setting above are stored and must match on resume (they change the values' rounding).
+    setting above are stored and must match on resume (they change the values' rounding). ``data_on``
+    keeps the data on the device or streams it (`landscape.risk`; the values are the same);
+    ``target_key`` names the target of dict batches (`landscape.batches`).
 
     ``bn_stats`` says what BatchNorm running statistics are at each point (`landscape.bnstats`):
     ``recompute`` re-estimates them from ``bn_samples`` samples of ``bn_data`` (default: the
@@ -519,6 +517,7 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     ``auto`` recomputes where a direction moves them. Recomputed statistics feed the BatchNorm
     fold, and the mode is part of the file's fingerprint.
     """
+    from .batches import example_inputs
     from .evaluation import AdaptiveEvaluator, channels_last_model, resolve_device
     from .parallel import get_comm, on_root, rank_of, run_points
 
@@ -533,8 +532,7 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
     if comm is not None:  # identical directions on every rank, whatever each rank was given
         directions = comm.bcast(directions if writer else None, root=0)
 
-    raw_splits = _as_splits(data, test_data)
-    splits = {split: _subset(*as_tensors(d), samples, subset_seed) for split, d in raw_splits.items()}
+    raw_splits = splits = _as_splits(data, test_data)
     bn_mode = resolve_bn_stats(bn_stats, model, directions)
     recompute = None
     if bn_mode == "recompute":
@@ -543,20 +541,23 @@ def compute_surface(model: nn.Module, directions: Sequence[Mapping[str, torch.Te
                                  "pass a 'train' split or bn_data")
         recompute = StatsRecompute(model, raw_splits["train"] if bn_data is None else bn_data, samples=bn_samples,
                                    seed=bn_seed, device=resolve_device(device, model))
-    example = next(iter(splits.values()))[0][:2].to(resolve_device(None, model))
+    example = example_inputs(next(iter(splits.values())), target_key=target_key)
+    example = example[0].to(resolve_device(None, model)) if isinstance(example, tuple) and len(example) == 1 else None
     twin = _folded_twin(model, fold_bn, example)  # built in the model's layout; sync() follows a layout change
     evaluated = model if twin is None else twin
     if layout not in ("contiguous", "channels_last"):
         raise LandscapeError(f"unknown layout {layout!r}; use 'contiguous' or 'channels_last'")
     cl = layout == "channels_last"
     evaluators, subsets = {}, {}
-    for split, (xs, ys, idx) in splits.items():
-        subsets[split] = idx
+    options = dict(samples=samples, data_on=data_on, target_key=target_key)
+    for split, d in splits.items():
         if rtol:
-            evaluators[split] = AdaptiveEvaluator(evaluated, (xs, ys), loss, batch_size, device, precision, rtol,
-                                                  min_samples, subset_seed, channels_last=cl)
+            evaluators[split] = AdaptiveEvaluator(evaluated, d, loss, batch_size, device, precision, rtol,
+                                                  min_samples, subset_seed, channels_last=cl, **options)
         else:
-            evaluators[split] = Evaluator(evaluated, (xs, ys), loss, batch_size, device, precision, channels_last=cl)
+            evaluators[split] = Evaluator(evaluated, d, loss, batch_size, device, precision, channels_last=cl,
+                                          seed=subset_seed, **options)
+        subsets[split] = evaluators[split].risk.subset
 
     # Checked in this order on resume, so the first mismatch named is the most telling one.
     fingerprint = {

@@ -33,8 +33,13 @@ import torch
 from .errors import LandscapeError
 
 DIRECTION_FILE = "trajectory_directions.h5"
+TRAJECTORY_POINTS = 21  # points per axis of the grid around a path when none is given: a first look, 441 points
 _SNAPSHOT = re.compile(r"^epoch_(\d+)\.pt$")
 _RELATIVE_TOL = 1e-10  # a principal direction whose variance is below this share of the first does not exist
+
+
+class TrajectoryGridWarning(UserWarning):
+    """The path leaves the grid the user asked for; the grid was widened to hold it."""
 
 
 @dataclass
@@ -281,6 +286,31 @@ def trajectory_grid(coords: np.ndarray, points: int = 51, margin: float = 0.2,
     return np.linspace(lo[0], hi[0], points), np.linspace(lo[1], hi[1], points)
 
 
+def widen_grid(x: np.ndarray, y: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+               margin: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)``, widened (same number of points) to hold the path with ``margin`` if it leaves them.
+
+    A path drawn over a grid that does not reach it shows nothing of the landscape it crossed,
+    so the grid grows and a `TrajectoryGridWarning` says by how much.
+    """
+    import warnings
+
+    out = []
+    for name, axis, path in (("x", x, np.asarray(xs)), ("y", y, np.asarray(ys))):
+        lo, hi = float(axis.min()), float(axis.max())
+        p_lo, p_hi = float(path.min()), float(path.max())
+        if p_lo >= lo and p_hi <= hi:
+            out.append(axis)
+            continue
+        pad = margin * max(p_hi - p_lo, hi - lo)
+        new_lo, new_hi = min(lo, p_lo - pad), max(hi, p_hi + pad)
+        warnings.warn(f"the training path reaches {name} in [{p_lo:.3g}, {p_hi:.3g}], outside the grid's "
+                      f"[{lo:.3g}, {hi:.3g}]; widened the grid to [{new_lo:.3g}, {new_hi:.3g}] ({len(axis)} points); "
+                      f"leave out --x/--y to fit the grid to the path", TrajectoryGridWarning, stacklevel=3)
+        out.append(np.linspace(new_lo, new_hi, len(axis)))
+    return out[0], out[1]
+
+
 def _write_or_reuse(dir_path: Path, run_dir: Path, final: Path, kind: str, ignore: str) -> None:
     """Compute and save the PCA unless ``dir_path`` already holds it for these very snapshot files."""
     files = snapshot_files(run_dir)
@@ -335,6 +365,9 @@ def prepare_trajectory_job(job: Any, run_dir: str | os.PathLike, *, auto_grid: b
     elif y is None:
         raise LandscapeError("a trajectory is drawn on a 2D surface: give both --x and --y, or neither (the grid "
                              "then covers the path)")
+    else:
+        px, py, _ = trajectory.path()
+        x, y = widen_grid(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), px, py, margin=margin)
     return dataclasses.replace(job, ckpt=str(final), dir_file=str(dir_path), kind=kind, x=np.asarray(x),
                                y=np.asarray(y))
 

@@ -122,22 +122,11 @@ def _shared_range(views: Sequence[ViewSurface], q: str, log: bool) -> tuple[floa
 
 
 def log_ticks(lo: float, hi: float, max_ticks: int = 10) -> tuple[list[float], list[str]]:
-    """Tick positions (in log10 units) and labels (the values) for a log colour bar from ``lo`` to ``hi``.
+    """Tick positions (log10 units) and labels (the values) for a log colour bar from ``lo`` to ``hi``."""
+    from .plot.levels import log_tick_values
 
-    1, 2, 5 times powers of ten while they fit, powers of ten alone over many decades, and evenly
-    spaced values inside a range too narrow for either: a colour bar always carries labels.
-    """
-    for mantissas in ((1, 2, 5), (1,)):
-        vals = [math.log10(m) + k for k in range(math.floor(lo) - 1, math.ceil(hi) + 1) for m in mantissas]
-        vals = [v for v in vals if lo - 1e-9 <= v <= hi + 1e-9]
-        if 2 <= len(vals) <= max_ticks:
-            return vals, [f"{10 ** v:.3g}" for v in vals]
-    if len(vals) > max_ticks:  # more decades than ticks: every n-th power of ten
-        step = math.ceil(len(vals) / max_ticks)
-        vals = vals[::step]
-        return vals, [f"{10 ** v:.0e}" for v in vals]
-    vals = list(np.linspace(lo, hi, 5))
-    return vals, [f"{10 ** v:.3g}" for v in vals]
+    values = log_tick_values(10 ** lo, 10 ** hi, max_ticks)
+    return [math.log10(v) for v in values], [f"{v:.3g}" for v in values]
 
 
 # ------------------------------------------------------------------ figures

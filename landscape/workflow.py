@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, require_finite
 from .data import get_dataset
 from .directions import (interpolation_direction, load_directions, orthogonal_to, plane_directions,
                          random_directions, save_directions)
@@ -57,6 +57,7 @@ class SurfaceJob:
     bn_stats: str = "auto"
     bn_samples: int | None = 2000
     threads: int | None = None
+    data_on: str = "auto"  # auto | device | stream (landscape.risk)
     out: str = "out"
     progress: bool = True
     eig: bool = False  # also max_eig/min_eig of the train-loss Hessian at every point (one Lanczos run each)
@@ -76,7 +77,8 @@ class SurfaceJob:
 
 
 def load_job_checkpoint(path: str, job: SurfaceJob, device: str = "cpu") -> Checkpoint:
-    return load_checkpoint(path, model=job.model, model_args=job.model_args, map_location=device)
+    """The checkpoint, refused up front if it holds NaN or infinite weights (a landscape of NaN is no landscape)."""
+    return require_finite(load_checkpoint(path, model=job.model, model_args=job.model_args, map_location=device))
 
 
 def _existing_attrs(path: Path) -> dict:
@@ -268,7 +270,7 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
                            bn_samples=job.bn_samples,
                            rtol=job.rtol, min_samples=job.min_samples, extra=extra,
                            precision=job.precision or had.get("precision") or "fp32",
-                           progress=job.progress, attrs=attrs, comm=comm,
+                           progress=job.progress, attrs=attrs, comm=comm, data_on=job.data_on,
                            before_write=lambda: save_directions(  # once the surface accepted this run
                                out.parent / f"{out.stem}_directions.h5", directions,
                                {**dir_attrs, "checkpoint_sha256": base.sha256, "checkpoint": str(job.ckpt)}))

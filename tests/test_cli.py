@@ -22,7 +22,7 @@ def test_every_command_has_help():
     (["render", "missing.h5"], "does not exist"),
     (["surface", "--ckpt", "x.pt", "--eig", "--eig-tol", "-1"], "expected a positive number"),
     (["surface", "--ckpt", "x.pt", "--eig", "--eig-samples", "0"], "expected a positive integer"),
-    (["surface", "--ckpt", "x.pt", "--eig", "--eig-max-iter", "1"], "--eig-max-iter must be at least 2"),
+    (["surface", "--ckpt", "x.pt", "--eig", "--eig-max-iter", "1"], "expected an integer >= 2"),
     (["plot", "--ckpt", "x.pt", "--eig-samples", "200"], "applies only with --eig"),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, fragment):

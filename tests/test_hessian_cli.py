@@ -132,20 +132,30 @@ def test_rerun_reuses_finished_parts_and_a_kill_loses_only_the_part_in_flight(ck
 ])
 def test_a_kill_inside_a_long_part_keeps_its_finished_pieces(ckpt, tmp_path, capsys, monkeypatch, part, options,
                                                             kill_at, saved, message, new_hvps):
-    from landscape.hessian import HessianOperator
+    import landscape.cost
+    from landscape.risk import EmpiricalRisk
 
     path, _ = ckpt
     cmd = ["hessian", "--ckpt", str(path), "--no-eigenvalues", "--samples", "120", "--no-progress", *options]
-    real, calls = HessianOperator.mm, []
+    real, real_announce, calls, planning = EmpiricalRisk.hmm, landscape.cost.announce, [], [False]
 
     def killed(self, V):
-        calls.append(1)
-        if len(calls) == kill_at:
-            raise KeyboardInterrupt
+        if not planning[0]:  # the cost plan's pilot runs products too: count the run's own
+            calls.append(1)
+            if len(calls) == kill_at:
+                raise KeyboardInterrupt
         return real(self, V)
 
+    def announce(*args, **kwargs):
+        planning[0] = True
+        try:
+            return real_announce(*args, **kwargs)
+        finally:
+            planning[0] = False
+
     with monkeypatch.context() as m:
-        m.setattr(HessianOperator, "mm", killed)
+        m.setattr(EmpiricalRisk, "hmm", killed)
+        m.setattr(landscape.cost, "announce", announce)
         assert main(cmd + ["--out", str(tmp_path / "a")]) == 130
     partial = json.loads((tmp_path / "a" / "hessian.json").read_text())
     assert saved(partial) and part not in partial

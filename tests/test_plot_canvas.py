@@ -38,3 +38,24 @@ def test_grid_shape_errors():
         grid_arrays(np.arange(4), np.arange(3), np.zeros((2, 2)))
     with pytest.raises(LandscapeError, match="at least 2"):
         grid_arrays(np.arange(1), np.arange(3), np.zeros((3, 1)))
+
+
+@pytest.mark.parametrize("decades", [11.0, 3.0, 0.3])
+def test_log_colorbar_always_has_tick_labels(decades):
+    """A loss spanning 11 decades (a --ckpt3 plane) once left the colorbar with no labels at all."""
+    from landscape.plot import contourf
+    from landscape.plot.canvas import new_figure
+
+    x = y = np.linspace(-1, 1, 21)
+    X, Y = np.meshgrid(x, y)
+    z = 10 ** (decades * (X ** 2 + Y ** 2) / 2 - 8)
+    ax = new_figure((5, 4)).add_subplot()
+    contourf(x, y, z, ax=ax, log=True, label="loss")
+    ax.figure.canvas.draw()
+    cax = ax.child_axes[0]
+    lo, hi = cax.get_ylim()
+    shown = [(t.get_position()[1], t.get_text()) for t in cax.get_yticklabels()
+             if t.get_text() and lo * (1 - 1e-9) <= t.get_position()[1] <= hi * (1 + 1e-9)]
+    assert len(shown) >= 2, shown
+    for value, text in shown:
+        assert float(text) == pytest.approx(value, rel=0.01)

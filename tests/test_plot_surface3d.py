@@ -49,3 +49,27 @@ def test_flat_axes_and_nonpositive_log_are_clear_errors():
         surface3d(x, y, bowl(x, y), ax=Figure().add_subplot())
     with pytest.raises(LandscapeError, match="log"):
         surface3d(x, y, bowl(x, y) - 1.0, ax=axes3d(), log=True)
+
+
+def test_facets_are_painted_far_to_near_along_the_ground():
+    """Painter's order of a height field: by distance from the eye measured on the ground plane,
+    checked against matplotlib's own projection of each facet's foot (not its mean depth, which
+    gets steep walls wrong)."""
+    from mpl_toolkits.mplot3d import proj3d
+
+    from landscape.plot import surface3d
+    from landscape.plot.canvas import new_figure
+
+    x = y = np.linspace(-1, 1, 15)
+    X, Y = np.meshgrid(x, y)
+    z = 8 * X ** 2 + 4 * Y ** 2 + 60 * np.maximum(0, X - 0.4) ** 2 * (1 + Y)  # a steep wall in front
+    for azim in (-58.0, 30.0, 150.0):
+        ax = new_figure((5, 4)).add_subplot(projection="3d")
+        surf = surface3d(x, y, z, ax=ax, azim=azim)
+        ax.figure.canvas.draw()
+        keys = surf._zsortfunc(None)
+        centres = surf._faces[..., :2].mean(axis=1)
+        _, _, depth = proj3d.proj_transform(centres[:, 0], centres[:, 1], np.full(len(centres), z.min()),
+                                         ax.get_proj())
+        order = np.argsort(keys)[::-1]  # painted first = farthest
+        assert np.all(np.diff(np.asarray(depth)[order]) <= 1e-9 * np.ptp(depth))

@@ -198,7 +198,7 @@ def test_report_says_when_too_few_runs_flags_the_loss_band_and_has_units(runs_di
     rows[0]["train_loss"] = 10 * np.median([r["train_loss"] for r in rows])
     flagged = Report(runs=rows, measures=["weight_norm"])
     assert [r["in_loss_band"] for r in flagged.runs].count(False) >= 1 and not flagged.runs[0]["in_loss_band"]
-    assert f"outside the training-loss band" in flagged.format_table() and rows[0]["run"] in flagged.format_table()
+    assert "outside the training-loss band" in flagged.format_table() and rows[0]["run"] in flagged.format_table()
     data = flagged.to_dict()
     assert data["statistics"]["meaningful"] and data["outside_loss_band"][0] == rows[0]["run"]
     assert data["units"]["weight_norm"] == "w" and data["units"]["error_gap"] == "fraction"

@@ -5,7 +5,10 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -15,7 +18,7 @@ import landscape
 from landscape.cli import main
 from landscape.errors import LandscapeError
 from landscape.journal import HEADER
-from landscape.surface import SurfaceStore, load_surface
+from landscape.surface import load_surface
 
 X, Y = np.linspace(-1, 1, 4), np.linspace(-1, 1, 3)
 NAMES = ("train_loss", "train_acc")
@@ -25,34 +28,22 @@ def _surface(model, dirs, data, out=None, **kw):
     return landscape.compute_surface(model, dirs, data, X, Y, out=out, progress=False, **kw)
 
 
-def _in_child(fn, stop_after=None, pause=None):
-    """Run ``fn`` in a forked process; with ``stop_after=k`` it is SIGKILLed right after its k-th
-    recorded point; with ``pause=dir`` it then waits for ``dir/go`` (signalling ``dir/paused``)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            record, count = SurfaceStore.record, [0]
-
-            def stop(self, p, values):
-                record(self, p, values)
-                count[0] += 1
-                if count[0] == stop_after:
-                    if pause is None:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    (pause / "paused").touch()
-                    while not (pause / "go").exists():
-                        time.sleep(0.02)
-            SurfaceStore.record = stop
-            code = fn()
-            os._exit(code if isinstance(code, int) else 0)
-        except BaseException:
-            os._exit(3)
-    return pid
+CHILD = Path(__file__).with_name("surface_child.py")
 
 
-def _wait(pid):
-    _, status = os.waitpid(pid, 0)
-    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+def _in_child(mode, *args, stop_after, pause=None, stderr=None):
+    """Start ``tests/surface_child.py`` (a fresh interpreter, not a fork: see its docstring); with
+    ``stop_after=k`` it is SIGKILLed right after its k-th recorded point; with ``pause=dir`` it then
+    waits for ``dir/go`` (signalling ``dir/paused``)."""
+    cmd = [sys.executable, str(CHILD), "--stop-after", str(stop_after)]
+    cmd += ["--pause", str(pause)] if pause is not None else []
+    cmd += ["--stderr", str(stderr)] if stderr is not None else []
+    return subprocess.Popen([*cmd, mode, *map(str, args)])
+
+
+def _wait(proc):
+    """The exit status, or minus the signal that ended it."""
+    return proc.wait(timeout=300)
 
 
 def _journal_lines(path):
@@ -76,8 +67,8 @@ def test_stale_journal_after_deleting_the_surface_is_set_aside(tmp_path, convnet
     train, _ = small_digits
     seed0, seed1 = (landscape.random_directions(convnet, n=2, seed=s) for s in (0, 1))
     out = tmp_path / "s.h5"
-    pid = _in_child(lambda: _surface(convnet, seed0, train, out, flush_seconds=1e9), stop_after=5)
-    assert _wait(pid) == -signal.SIGKILL and _journal_lines(out) == 5
+    child = _in_child("api", out, stop_after=5)
+    assert _wait(child) == -signal.SIGKILL and _journal_lines(out) == 5
     out.unlink()  # the attack: delete the surface, keep its journal, ask for other directions
     capfd.readouterr()
     resumed = _surface(convnet, seed1, train, out)
@@ -115,8 +106,12 @@ def test_journal_lines_over_finished_points_and_unknown_names_are_not_folded(tmp
 
 # ------------------------------------------------------------------ through the CLI
 def _cli(out, ckpt, *extra):
-    return main(["surface", "--ckpt", str(ckpt), "--x", "-1:1:5", "--y", "-1:1:3", "--samples", "100",
-                 "--splits", "train", "--no-progress", "--threads", "1", "--out", str(out), *extra])
+    return main(_cli_args(out, ckpt, *extra))
+
+
+def _cli_args(out, ckpt, *extra):
+    return ["surface", "--ckpt", str(ckpt), "--x", "-1:1:5", "--y", "-1:1:3", "--samples", "100",
+            "--splits", "train", "--no-progress", "--threads", "1", "--out", str(out), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +122,7 @@ def reference(tmp_path_factory, trained_ckpt):
 
 
 def test_refused_reruns_leave_every_file_byte_identical(tmp_path, trained_ckpt, reference, capsys):
-    assert _wait(_in_child(lambda: _cli(tmp_path, trained_ckpt), stop_after=6)) == -signal.SIGKILL
+    assert _wait(_in_child("cli", *_cli_args(tmp_path, trained_ckpt), stop_after=6)) == -signal.SIGKILL
     before = _hashes(tmp_path)
     assert set(before) == {"random_2d.h5", "random_2d.h5.journal", "random_2d_directions.h5"}
     assert (tmp_path / "random_2d.h5.lock").exists()  # left by the killed run, its pid dead
@@ -146,20 +141,20 @@ def test_refused_reruns_leave_every_file_byte_identical(tmp_path, trained_ckpt, 
 
 
 def test_second_writer_refused_first_identical_to_single_run(tmp_path, trained_ckpt, reference, capsys):
-    pid = _in_child(lambda: _cli(tmp_path, trained_ckpt), stop_after=3, pause=tmp_path)
+    child = _in_child("cli", *_cli_args(tmp_path, trained_ckpt), stop_after=3, pause=tmp_path)
     try:
         while not (tmp_path / "paused").exists():
-            assert os.waitpid(pid, os.WNOHANG) == (0, 0), "the first writer died"
+            assert child.poll() is None, "the first writer died"
             time.sleep(0.02)
         before = _hashes(tmp_path)
         capsys.readouterr()
         assert _cli(tmp_path, trained_ckpt) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and f"being written by another process (pid {pid}" in err[0]
+        assert len(err) == 1 and f"being written by another process (pid {child.pid}" in err[0]
         assert _hashes(tmp_path) == before
     finally:
         (tmp_path / "go").touch()
-    assert _wait(pid) == 0
+    assert _wait(child) == 0
     _same(load_surface(tmp_path / "random_2d.h5"), reference)
     assert not (tmp_path / "random_2d.h5.lock").exists()
 
@@ -272,22 +267,16 @@ def _fill(path):
 
 
 def test_real_full_disk_stops_keeps_points_and_resumes_identically(small_disk, tmp_path, trained_ckpt, reference):
-    import contextlib
-
     out, log = small_disk / "s", tmp_path / "stderr.txt"
-
-    def run():
-        with open(log, "w") as f, contextlib.redirect_stderr(f):
-            return _cli(out, trained_ckpt)
-    pid = _in_child(run, stop_after=3, pause=tmp_path)
+    child = _in_child("cli", *_cli_args(out, trained_ckpt), stop_after=3, pause=tmp_path, stderr=log)
     try:
         while not (tmp_path / "paused").exists():
-            assert os.waitpid(pid, os.WNOHANG) == (0, 0), "the run died early"
+            assert child.poll() is None, "the run died early"
             time.sleep(0.02)
         _fill(small_disk / "filler")
     finally:
         (tmp_path / "go").touch()
-    assert _wait(pid) == 2
+    assert _wait(child) == 2
     err = log.read_text().strip().splitlines()
     assert len(err) == 1 and "no space left on device (errno 28)" in err[0], err
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp") or p.suffix == ".lock"]

@@ -174,3 +174,18 @@ def test_cli_plot_trajectory_draws_the_path(run_dir, tmp_path):
     assert "% of variance" in ax.get_xlabel() and "% of variance" in ax.get_ylabel()
     bad = run_cli("plot", "--trajectory", str(run_dir), "--x", "-1:1:5", "--out", str(out), "--no-progress")
     assert bad.returncode == 2 and "both --x and --y" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_widen_grid_holds_a_path_that_leaves_it():
+    import warnings
+
+    from landscape.trajectory import TrajectoryGridWarning, widen_grid
+
+    x, y = np.linspace(-1, 1, 5), np.linspace(-1, 1, 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a path inside the grid leaves it alone, silently
+        same = widen_grid(x, y, np.array([0.5, 0.0]), np.array([-0.9, 0.0]))
+    assert same[0] is x and same[1] is y
+    with pytest.warns(TrajectoryGridWarning, match=r"reaches x in \[0, 3\].*widened"):
+        wx, wy = widen_grid(x, y, np.array([3.0, 0.0]), np.array([0.5, 0.0]))
+    assert len(wx) == 5 and wx.min() == -1 and wx.max() > 3.0 and wy is y

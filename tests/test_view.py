@@ -3,7 +3,6 @@ in a real headless Chromium without JavaScript errors (skipped, with the reason,
 from __future__ import annotations
 
 import json
-import math
 import re
 
 import numpy as np

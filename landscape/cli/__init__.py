@@ -30,6 +30,10 @@ class LandscapeParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = re.compile(r"^-\d*\.?\d+([eE][-+]?\d+)?(:[-+]?[\d.eE+-]*)*$")
 
+    def error(self, message: str):
+        """One line (argparse prints the whole usage block first): what is wrong, and where the help is."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
@@ -49,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flag_message(message: str, args: argparse.Namespace) -> str:
+    """A library error names parameters (``rtol must be positive``); on the command line it names the
+    flag that sets it (``--rtol must be positive``) when the command has one of that name."""
+    first, _, rest = message.partition(" ")
+    if first.isidentifier() and first in vars(args) and not first.startswith("_") and rest:
+        return f"--{first.replace('_', '-')} {rest}"
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ..errors import LandscapeError
 
@@ -60,10 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except LandscapeError as e:
-        print(f"landscape {args.command}: error: {e}", file=sys.stderr)
+        print(f"landscape {args.command}: error: {flag_message(str(e), args)}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
         print(f"landscape {args.command}: error: no such file: {e.filename or e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno is None:  # not the system's answer about a path: a bug, keep its traceback
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"landscape {args.command}: error: {e.strerror or e}{where}; check the path, its permissions and the "
+              "free space, then rerun the same command (finished work is kept)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"landscape {args.command}: interrupted; finished work is saved, rerun the same command to resume",

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive_int
+from .common import check_output_dir, positive_int, seed
 
 HELP = "train small- and large-batch convnets on digits and draw their landscapes (a few minutes on a CPU)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo", help="output directory (reruns resume)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--grid", type=positive_int, default=21, help="2D grid side")
     p.add_argument("--format", nargs="+", default=["png"], choices=["png", "pdf"])
     p.add_argument("--no-progress", action="store_true")
@@ -19,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    check_output_dir(args.out)
     from ..demo import format_summary, run_demo
 
     summary = run_demo(args.out, seed=args.seed, grid=args.grid, progress=not args.no_progress,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive_int
+from .common import check_output_dir, device, require_device, threads
 
 HELP = "regenerate the papers' figures (Li et al., Keskar et al., Shallue et al., Golmant et al.) into figures/"
 DESCRIPTION = (HELP + ". --scale demo uses built-in data and finishes on 2 CPU cores in minutes; --scale paper is "
@@ -22,8 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where trained models, surfaces and measurements are kept (default: runs/figures-SCALE)")
     p.add_argument("--data-root", default=None, help="directory holding CIFAR-10 (paper scale)")
     p.add_argument("--format", nargs="+", default=["png"], choices=["png", "pdf", "svg"], help="figure formats")
-    p.add_argument("--device", default=None, help="cpu, cuda (under mpirun: one GPU per local rank)")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--device", type=device, default=None, help="cpu, cuda (under mpirun: one GPU per local rank)")
+    p.add_argument("--threads", type=threads, default=None,
                    help="torch threads per process (default: 1 at demo scale, where the models are tiny)")
     p.add_argument("--list", action="store_true", help="list the figures and exit")
     p.add_argument("--no-progress", action="store_true")
@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<18} {recipe.title}")
         return 0
     names = resolve_names(args.names)
+    check_output_dir(args.out)
+    check_output_dir(args.cache or f"runs/figures-{args.scale}", "--cache")
+    require_device(args.device)
     start = time.perf_counter()
     results = make_figures(names, scale=args.scale, out=args.out, cache=args.cache, data_root=args.data_root,
                            device=args.device, progress=not args.no_progress, formats=args.format,

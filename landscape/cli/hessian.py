@@ -4,8 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import non_negative_float, positive_int
-from .measure import PartsFile, add_measure_data_args, load_measure_inputs, output_dir
+from .common import non_negative_float, positive_float, positive_int
+from .measure import add_measure_data_args, load_measure_inputs, output_dir
+
+# SLQ settings: the default is a first look (see README for its accuracy), --density-full the fine one.
+DENSITY_QUICK, DENSITY_FULL = (40, 3), (80, 10)
 
 HELP = "Hessian eigenvalues (Lanczos/power), trace (Hutchinson/Hutch++) and spectral density (SLQ) as JSON"
 DESCRIPTION = ("Measure the Hessian of the dataset loss at a checkpoint, matrix-free (Hessian-vector products "
@@ -20,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="auto", choices=["auto", "lanczos", "block", "power"],
                    help="auto: Lanczos, or block Lanczos when a block of products costs enough less per vector "
                         "(landscape.hessian.eigenvalues)")
-    p.add_argument("--tol", type=float, default=1e-6, help="relative accuracy asked of each eigenvalue")
+    p.add_argument("--tol", type=positive_float, default=1e-6, help="relative accuracy asked of each eigenvalue")
     p.add_argument("--max-iter", type=positive_int, default=None,
                    help="most Hessian-vector products (Lanczos: total; power: per eigenvalue)")
     p.add_argument("--weight-decay", type=non_negative_float, default=0.0,
@@ -29,8 +32,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace-method", default="hutchinson", choices=["hutchinson", "hutch++"])
     p.add_argument("--probes", type=positive_int, default=100, help="Hessian-vector products for the trace")
     p.add_argument("--density", action="store_true", help="also estimate the spectral density (SLQ) and draw it")
-    p.add_argument("--density-iter", type=positive_int, default=80, help="Lanczos steps per SLQ run")
-    p.add_argument("--density-runs", type=positive_int, default=10, help="SLQ runs (random start vectors)")
+    p.add_argument("--density-iter", type=positive_int, default=None,
+                   help=f"Lanczos steps per SLQ run (default {DENSITY_QUICK[0]}; {DENSITY_FULL[0]} with --density-full)")
+    p.add_argument("--density-runs", type=positive_int, default=None,
+                   help=f"SLQ runs, random start vectors (default {DENSITY_QUICK[1]}; {DENSITY_FULL[1]} with --density-full)")
+    p.add_argument("--density-full", action="store_true",
+                   help=f"the finer density: {DENSITY_FULL[0]} steps x {DENSITY_FULL[1]} runs ({DENSITY_FULL[0] * DENSITY_FULL[1]} "
+                        f"products instead of {DENSITY_QUICK[0] * DENSITY_QUICK[1]}; the earlier default)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the planned Hessian-vector products and their estimated time from a short pilot, then stop")
     p.add_argument("--no-eigenvalues", action="store_true", help="skip the eigenvalues (trace/density only)")
 
 
@@ -50,33 +60,50 @@ def _rounding_note(err: float, which: str, tol: float, samples: int) -> list[str
 def _density_line(part: dict, png: Path) -> str:
     from ..hessian.density import quadrature_moments
 
+    import numpy as np
+
     m1, m2 = quadrature_moments(part["nodes"], part["weights"], 2)
     nodes = [v for row in part["nodes"] for v in row]
+    # the spread of the runs' own moments is the estimate's accuracy (runs are independent)
+    per_run = np.array([quadrature_moments([n], [w], 2) for n, w in zip(part["nodes"], part["weights"])])
+    se = per_run.std(axis=0, ddof=1) / np.sqrt(len(per_run)) if len(per_run) > 1 else [np.nan, np.nan]
     return (f"density (SLQ, {part['n_hvps']} HVPs): nodes in [{min(nodes):.4g}, {max(nodes):.4g}], "
-            f"tr/P ~ {m1:.4g}, ||H||_F^2/P ~ {m2:.4g}; figure {png}")
+            f"tr/P ~ {m1:.4g} +- {se[0]:.2g}, ||H||_F^2/P ~ {m2:.4g} +- {se[1]:.2g} (s.e. over "
+            f"{len(per_run)} runs); figure {png}")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from .. import hessian
     from ..errors import LandscapeError
-    from ..hessian.precision import CHECK_SAMPLES
+    from ..store import MeasureStore
 
     if args.no_eigenvalues and not (args.trace or args.density):
         raise LandscapeError("--no-eigenvalues leaves nothing to measure: add --trace and/or --density")
+    out_dir = output_dir(args, "hessian.json")
+    import torch
+
+    from .. import hessian
+    from ..cost import announce, hessian_plan
+    from ..hessian.precision import CHECK_SAMPLES
+
     ckpt, data, info = load_measure_inputs(args)
     progress = not args.no_progress
-    op = hessian.HessianOperator(ckpt.model, data, args.loss, args.batch_size, args.params, args.weight_decay,
-                                 info["device"])
-    out_dir = output_dir(args)
-    record = PartsFile(out_dir / "hessian.json", {**info, "operator": op.settings})
+    op = hessian.EmpiricalRisk(ckpt.model, data, loss=args.loss, batch_size=args.batch_size, params=args.params,
+                               weight_decay=args.weight_decay, device=info["device"], data_on=args.data_on)
+    record = MeasureStore(out_dir / "hessian.json", {**info, "operator": op.settings})
     lines = [f"{args.ckpt}: Hessian over {op.num_params:,} parameters, {op.num_samples:,} {args.split} samples"
              + (f", weight decay {args.weight_decay:g} included" if args.weight_decay else "")]
     reused = " (reused: same checkpoint, data and settings)"
+    preset = DENSITY_FULL if args.density_full else DENSITY_QUICK
+    args.density_iter, args.density_runs = args.density_iter or preset[0], args.density_runs or preset[1]
+    ends = ["largest", "smallest"] if args.which == "both" else [args.which]
+    plan = lambda: hessian_plan(  # noqa: E731
+        op, data, ends=[] if args.no_eigenvalues else ends, k=args.k, method=args.method, max_iter=args.max_iter,
+        trace=args.trace, probes=args.probes, density=args.density, density_iter=args.density_iter,
+        density_runs=args.density_runs, float32_check=op.param_dtype != torch.float64 and not args.no_eigenvalues)
+    if announce(plan, args.dry_run):
+        return 0
 
     if not args.no_eigenvalues:
-        ends = ["largest", "smallest"] if args.which == "both" else [args.which]
         for which in ends:
             request = {"k": args.k, "which": which, "method": args.method, "tol": args.tol,
                        "max_iter": args.max_iter, "seed": args.seed}
@@ -86,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             stored = part is not None and (rounding is not None or not check)
             note = reused if stored else ""
             if not stored:
-                res = hessian.eigenvalues(ckpt.model, op, k=args.k, which=which, method=args.method, tol=args.tol,
+                res = hessian.eigenvalues(op, k=args.k, which=which, method=args.method, tol=args.tol,
                                           max_iter=args.max_iter, seed=args.seed, progress=progress)
                 part = res.to_dict()
                 record.put(f"{which}_eigenvalues", part, request)
@@ -100,47 +127,33 @@ def run(args: argparse.Namespace) -> int:
                          + ", ".join(f"{v:.6g}" for v in part["values"]) + flag + note)
             if check:
                 lines += _rounding_note(rounding["value"], which, args.tol, rounding["samples"])
-    if args.trace:
+    if args.trace:  # finished Hutchinson probes are saved block by block and picked up again (hessian.trace)
         request = {"probes": args.probes, "method": args.trace_method, "seed": args.seed}
-        part, note = record.reuse("trace", request), reused
-        if part is None:  # Hutchinson's finished probes are saved block by block ("trace_probes")
-            resumable = args.trace_method == "hutchinson"
-            partial = (record.reuse("trace_probes", request) if resumable else None) or {"samples": []}
-
-            def save_block(samples) -> None:
-                record.put("trace_probes", {"samples": samples}, request)
-
-            done = partial["samples"]
-            part = hessian.trace(ckpt.model, op, n_probes=args.probes, method=args.trace_method, seed=args.seed,
-                                 progress=progress, done=done, on_block=save_block if resumable else None).to_dict()
-            note = f" ({len(done)} of {args.probes} probes reused from an interrupted run)" if done else ""
-            record.drop("trace_probes")
-            record.put("trace", part, request)
-        lines.append(f"trace ({args.trace_method}, {part['n_hvps']} HVPs): {part['value']:.6g} +- "
-                     f"{part['stderr']:.2g} (s.e.){note}")
-    if args.density:
+        stored = record.reuse("trace", request)
+        reuse = stored is not None
+        res = hessian.TraceResult.from_dict(stored) if reuse else hessian.trace(
+            op, n_probes=args.probes, method=args.trace_method, seed=args.seed, progress=progress, store=record)
+        resumed = res.settings.get("resumed_probes", 0)
+        note = reused if reuse else (f" ({resumed} of {args.probes} probes reused from an interrupted run)"
+                                     if resumed else "")
+        lines.append(f"trace ({args.trace_method}, {res.n_hvps} HVPs): {res.value:.6g} +- "
+                     f"{res.stderr:.2g} (s.e.){note}")
+    if args.density:  # finished SLQ runs are saved one by one and picked up again (hessian.density)
         request = {"n_iter": args.density_iter, "n_runs": args.density_runs, "seed": args.seed}
-        part, note = record.reuse("density", request), reused
-        png, fresh = out_dir / "density.png", part is None
-        if fresh:  # finished SLQ runs are saved one by one ("density_runs") and picked up again
-            partial = record.reuse("density_runs", request) or {"runs": {}}
-            done = {int(r): (run["nodes"], run["weights"]) for r, run in partial["runs"].items()}
-
-            def save_run(r: int, nodes, weights) -> None:
-                partial["runs"][str(r)] = {"nodes": nodes, "weights": weights}
-                record.put("density_runs", partial, request)
-
-            part, note = hessian.density(ckpt.model, op, n_iter=args.density_iter, n_runs=args.density_runs,
-                                         seed=args.seed, progress=progress, done=done, on_run=save_run).to_dict(), ""
-            part["png"] = str(png)
-            if done:
-                note = f" ({len(done)} of {args.density_runs} runs reused from an interrupted run)"
+        png = out_dir / "density.png"
+        part = record.reuse("density", request)
+        reuse = part is not None
+        if not reuse:
+            part = hessian.density(op, n_iter=args.density_iter, n_runs=args.density_runs, seed=args.seed,
+                                   progress=progress, store=record).to_dict()
+        resumed = part["settings"].get("resumed_runs", 0)
+        note = reused if reuse else (f" ({resumed} of {args.density_runs} runs reused from an interrupted run)"
+                                     if resumed else "")
         hessian.plot_density(part["grid"], part["density"], png,  # drawn again on reuse: the PNG may be gone
                              f"{'/'.join(Path(args.ckpt).parts[-2:])}: Hessian spectral density (SLQ, "
                              f"{args.density_runs} runs x {args.density_iter} steps)")
-        if fresh:  # recorded once its figure exists
-            record.drop("density_runs")
-            record.put("density", part, request)
+        if not reuse:
+            record.put("density", {**part, "png": str(png)}, request)
         lines.append(_density_line(part, png) + note)
     path = record.write()
     print("\n".join(lines))

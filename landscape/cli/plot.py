@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from . import surface as surface_cmd
+from .common import finite_float
 
 HELP = "compute (or resume) a 1D/2D landscape around a checkpoint or between checkpoints, and draw it"
 DESCRIPTION = (HELP + ". Runs in parallel under mpirun (mpirun -n 8 landscape plot --ckpt model.pt); "
@@ -14,12 +15,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     surface_cmd.add_arguments(p)
     p.add_argument("--format", nargs="+", default=["png"], choices=["png", "pdf"], help="figure formats")
     p.add_argument("--log", action="store_true", help="log-scale loss axes")
-    p.add_argument("--vmax", type=float, default=None, help="clip loss above this value in 2D plots")
+    p.add_argument("--vmax", type=finite_float, default=None, help="clip loss above this value in 2D plots")
     p.add_argument("--no-html", action="store_true",
                    help="skip the interactive page (SURF.html beside the figures; see landscape view)")
     p.add_argument("--trajectory", default=None, metavar="RUN_DIR",
                    help="PCA directions from RUN_DIR's snapshots, and the projected path over the contour "
-                        "(around RUN_DIR/model.pt, so --ckpt may be left out; without --x/--y the grid covers the path)")
+                        "(around RUN_DIR/model.pt, so --ckpt may be left out; without --x/--y a 21x21 grid covers the path; "
+                        "a grid the path leaves is widened, with a warning)")
     for action in p._actions:  # --trajectory RUN_DIR names its own checkpoint
         if action.dest == "ckpt":
             action.required = False
@@ -36,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
         raise LandscapeError("--ckpt is required (or --trajectory RUN_DIR, which plots around RUN_DIR/model.pt)")
     job = surface_cmd.job_from_args(args)
+    if surface_cmd.announce_plan(args, job):
+        return 0
     surface = run_surface_job(job)
     if rank_of(get_comm()) != 0:
         return 0
@@ -69,11 +73,16 @@ def _report(job, surface, paths) -> None:
 
 def _run_trajectory(args: argparse.Namespace) -> int:
     """PCA directions of the run, the surface around its final model, the standard views and the path."""
+    import dataclasses
+    import sys
+    import warnings
     from pathlib import Path
+
+    import numpy as np
 
     from ..errors import LandscapeError
     from ..parallel import get_comm, rank_of
-    from ..trajectory import draw_trajectory, prepare_trajectory_job
+    from ..trajectory import TRAJECTORY_POINTS, TrajectoryGridWarning, draw_trajectory, prepare_trajectory_job
     from ..workflow import run_surface_job
 
     if (args.x is None) != (args.y is None):
@@ -82,7 +91,16 @@ def _run_trajectory(args: argparse.Namespace) -> int:
     args.ckpt = args.ckpt or str(run_dir / "model.pt")
     if args.out is None:
         args.out = str(Path("out") / f"{run_dir.resolve().name}_trajectory")
-    job = prepare_trajectory_job(surface_cmd.job_from_args(args), run_dir, auto_grid=args.x is None)
+    job = surface_cmd.job_from_args(args)
+    if args.x is None:  # a first look: the path's grid is no larger than plot's default line
+        job = dataclasses.replace(job, x=np.linspace(-1, 1, TRAJECTORY_POINTS))
+    with warnings.catch_warnings(record=True) as caught:  # the path leaving the user's grid widens it
+        warnings.simplefilter("always", TrajectoryGridWarning)
+        job = prepare_trajectory_job(job, run_dir, auto_grid=args.x is None)
+    for w in caught:
+        print(f"landscape plot: warning: {w.message}", file=sys.stderr)
+    if surface_cmd.announce_plan(args, job):
+        return 0
     surface = run_surface_job(job)
     if rank_of(get_comm()) != 0:
         return 0

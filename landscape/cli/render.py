@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive_float, positive_int
+from .common import bounded, check_output_dir, dpi, finite_float
 
 HELP = "draw figures (and ParaView .vtp files) from an existing 1D/2D surface h5 file"
 DESCRIPTION = (HELP + ". auto draws loss-and-accuracy curves for a 1D surface; contours, filled contours, "
@@ -23,15 +23,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--names", nargs="+", default=None, metavar="ARRAY",
                    help="surface arrays to draw (default: train/test loss and accuracy present in the file)")
     p.add_argument("--log", action="store_true", help="log-scale losses (levels, colours, 3D height, vtp)")
-    p.add_argument("--vmax", type=float, default=None, help="clip losses above this value (2D, 3D and vtp)")
-    p.add_argument("--levels", type=positive_int, default=None, help="about this many contour levels")
+    p.add_argument("--vmax", type=finite_float, default=None, help="clip losses above this value (2D, 3D and vtp)")
+    p.add_argument("--levels", type=bounded(int, 1, 1000), default=None, help="about this many contour levels")
     p.add_argument("--level-method", default="auto", choices=["auto", "linear", "log", "quantile"],
                    help="contour level spacing: auto is log-spaced when the loss spans > 30x, else linear")
-    p.add_argument("--dpi", type=positive_float, default=150, help="resolution of PNG files")
+    p.add_argument("--dpi", type=dpi, default=150, help="resolution of PNG files")
     p.add_argument("--prefix", default=None, help="file name prefix (default: the surface file's stem)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    check_output_dir(args.out or Path(args.surface).parent, "--out" if args.out else "the surface file's directory")
     from ..plot import render
     from ..surface import load_surface
 

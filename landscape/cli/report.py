@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive_int
+from .common import check_output_dir, device, positive_int, require_device
 
 HELP = "table of generalization gap and sharpness per batch size / weight decay, with Kendall tau"
 DESCRIPTION = (HELP + ". Reads every RUNS_DIR/*/model.pt, caches measures in measures.json beside each, and "
@@ -21,13 +21,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="directory holding CIFAR / MNIST files")
     p.add_argument("--out", default=None, help="where the tables go (default: RUNS_DIR)")
     p.add_argument("--recompute", action="store_true", help="ignore cached measures")
-    p.add_argument("--device", default=None, help="cpu, cuda (default: cpu)")
+    p.add_argument("--device", type=device, default=None, help="cpu, cuda (default: cpu)")
     p.add_argument("--no-html", action="store_true",
                    help="skip report.html (the tables and the views of every surface file under each run)")
     p.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import LandscapeError
+
+    if not Path(args.runs_dir).is_dir():
+        raise LandscapeError(f"RUNS_DIR {args.runs_dir} is not a directory; give the --out of landscape sweep")
+    check_output_dir(args.out or args.runs_dir, "--out" if args.out else "RUNS_DIR")
+    require_device(args.device)
     from ..report import build_report
 
     report = build_report(args.runs_dir, args.measures, data_root=args.data_root, samples=args.samples,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .common import positive_float, positive_int
-from .measure import PartsFile, add_measure_data_args, load_measure_inputs, output_dir
+from .measure import add_measure_data_args, load_measure_inputs, output_dir
 
 HELP = "sharpness measures (keskar, adaptive, average, pacbayes) of a checkpoint as JSON"
 DESCRIPTION = ("Measure how sharp the minimum at a checkpoint is (eval mode, weights restored afterwards). "
@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--magnitude-aware", action="store_true", help="noise N(0, sigma^2 w^2 + eps^2)")
     b.add_argument("--pb-eps", type=positive_float, default=1e-3, help="eps of the magnitude-aware noise")
     b.add_argument("--bisect-tol", type=positive_float, default=1e-2, help="relative width of the final bracket")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the planned gradient/forward passes and their estimated time from a short pilot, then stop")
 
 
 def _request(name: str, args: argparse.Namespace) -> dict:
@@ -81,11 +83,19 @@ def _line(name: str, part: dict, args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    out_dir = output_dir(args, "sharpness.json")
+    from ..cost import announce, sharpness_plan
+    from ..store import MeasureStore
+
     ckpt, data, info = load_measure_inputs(args)
     common = dict(loss=args.loss, batch_size=args.batch_size, params=args.params, seed=args.seed,
-                  device=info["device"], progress=not args.no_progress)
+                  device=info["device"], progress=not args.no_progress, data_on=args.data_on)
     base = {**info, "loss": args.loss, "batch_size": args.batch_size, "params": args.params}
-    record = PartsFile(output_dir(args) / "sharpness.json", base, container="measures")
+    plan = lambda: sharpness_plan(ckpt.model, data, args.measure, vars(args), loss=args.loss,  # noqa: E731
+                                  batch_size=args.batch_size, device=info["device"], params=args.params)
+    if announce(plan, args.dry_run):
+        return 0
+    record = MeasureStore(out_dir / "sharpness.json", base, container="measures")
     lines = [f"{args.ckpt}: sharpness on {info['samples']:,} {args.split} samples"]
     for name in dict.fromkeys(args.measure):  # each once, in the order given
         request = _request(name, args)

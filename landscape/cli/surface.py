@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_checkpoint_args, add_data_args, grid_range, positive_float, positive_int
+from .common import (add_checkpoint_args, add_data_args, bounded, check_input_file, check_output_dir, grid_range,
+                     positive_float, positive_int, require_device, seed, threads)
+from .measure import add_data_on_arg
 
 HELP = "compute a 1D/2D loss surface into an h5 file (no figures)"
+MAX_POINTS = 10_000_000  # a surface file keeps its arrays in memory: 10M points is ~0.5 GB
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", default=None, choices=["weights", "states"],
                    help="perturb parameters only, or the whole state_dict incl. BN statistics "
                         "(default: weights; states between checkpoints)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random directions")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random directions")
     p.add_argument("--orthogonalize", action="store_true", help="make y orthogonal to x")
     p.add_argument("--dir-file", default=None, help="read directions from this h5 file instead")
     p.add_argument("--samples", type=positive_int, default=None,
@@ -47,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bn-samples", type=positive_int, default=2000, metavar="N",
                    help="train samples that --bn-stats recompute estimates the statistics from (default 2000, or "
                         "the whole split if smaller)")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=threads, default=None,
                    help="torch threads per process (default: 1 per rank under mpirun, torch's default otherwise)")
     p.add_argument("--eig", action="store_true",
                    help="also store max_eig and min_eig of the train-loss Hessian at every point (one Lanczos run "
@@ -55,15 +58,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # SUPPRESS: absent unless given, so eig_options can tell "--eig-tol without --eig" from the default
     p.add_argument("--eig-tol", type=positive_float, default=argparse.SUPPRESS, metavar="TOL",
                    help="relative accuracy asked of both eigenvalues (default: 1e-3)")
-    p.add_argument("--eig-max-iter", type=positive_int, default=argparse.SUPPRESS, metavar="N",
+    p.add_argument("--eig-max-iter", type=bounded(int, 2), default=argparse.SUPPRESS, metavar="N",
                    help="most Hessian-vector products per point (default: 100)")
     p.add_argument("--eig-samples", type=positive_int, default=argparse.SUPPRESS, metavar="N",
                    help="Hessian on a fixed random subset of N train samples (default: all)")
-    p.add_argument("--eig-seed", type=int, default=argparse.SUPPRESS, metavar="SEED",
+    p.add_argument("--eig-seed", type=seed, default=argparse.SUPPRESS, metavar="SEED",
                    help="seed of that subset and of the Lanczos start vector (default: 0)")
     p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    add_data_on_arg(p)
     p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the planned work (points x samples) and its estimated time from a short pilot, then stop")
     p.add_argument("--no-progress", action="store_true")
+
+
+def announce_plan(args: argparse.Namespace, job) -> bool:
+    """Print the job's planned work and estimated time (rank 0); True when --dry-run says to stop."""
+    from ..cost import announce, surface_plan
+    from ..parallel import get_comm, rank_of
+
+    comm = get_comm()
+    if rank_of(comm) == 0:
+        announce(lambda: surface_plan(job, workers=comm.Get_size() if comm is not None else 1), args.dry_run)
+    return args.dry_run
 
 
 def eig_options(args: argparse.Namespace) -> dict:
@@ -81,9 +98,21 @@ def job_from_args(args: argparse.Namespace):
     import numpy as np
     from pathlib import Path
 
-    from ..workflow import SurfaceJob
+    from ..errors import LandscapeError
 
+    eig = eig_options(args)
     x = args.x if args.x is not None else (np.linspace(-0.5, 1.5, 41) if args.ckpt2 else np.linspace(-1, 1, 51))
+    if args.y is not None and len(x) * len(args.y) > MAX_POINTS:
+        raise LandscapeError(f"--x and --y give {len(x) * len(args.y):,} points; at most {MAX_POINTS:,} fit one surface "
+                             "(every point is a full evaluation): use fewer points per axis")
+    out = args.out or str(Path("out") / Path(args.ckpt).stem)
+    for flag in ("ckpt", "ckpt2", "ckpt3", "dir_file"):
+        check_input_file(getattr(args, flag), f"--{flag.replace('_', '-')}")
+    check_output_dir(out)
+    from ..workflow import SurfaceJob  # torch from here on: everything above fails fast
+
+    require_device(args.device)
+
     return SurfaceJob(ckpt=args.ckpt, ckpt2=args.ckpt2, ckpt3=args.ckpt3, x=x, y=args.y, model=args.model,
                       model_args=args.model_args, dataset=args.dataset, data_root=args.data_root,
                       splits=args.splits, norm=args.norm, ignore=args.ignore,
@@ -92,17 +121,18 @@ def job_from_args(args: argparse.Namespace):
                       loss=args.loss, batch_size=args.batch_size, device=args.device, rtol=args.rtol,
                       min_samples=args.min_samples, precision=args.precision, layout=args.layout, fold_bn=args.fold_bn,
                       bn_stats=args.bn_stats, bn_samples=args.bn_samples,
-                      threads=args.threads,
-                      out=args.out or str(Path("out") / Path(args.ckpt).stem), progress=not args.no_progress,
-                      **eig_options(args))
+                      threads=args.threads, data_on=args.data_on,
+                      out=out, progress=not args.no_progress,
+                      **eig)
 
 
 def run(args: argparse.Namespace) -> int:
+    job = job_from_args(args)
+    from ..parallel import get_comm, rank_of
     from ..workflow import eig_note, run_surface_job
 
-    from ..parallel import get_comm, rank_of
-
-    job = job_from_args(args)
+    if announce_plan(args, job):
+        return 0
     surface = run_surface_job(job)
     if rank_of(get_comm()) == 0:
         print(f"surface: {job.surface_path()} ({int(surface.done.sum())}/{surface.done.size} points)")

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from .common import MODEL_HELP, add_dataset_arg, add_loss_arg, add_model_arg, positive_float, positive_int
+from .common import (MODEL_HELP, add_dataset_arg, add_loss_arg, add_model_arg, check_output_dir, comma_list,
+                     device, fraction, non_negative_float, non_negative_int, positive_float, positive_int,
+                     require_device, seed)
 
 HELP = "train a grid of batch sizes x weight decays x seeds (x learning rates); resumable, MPI-parallel"
 DESCRIPTION = (HELP + ". Each run goes to OUT/<name>/ with model.pt, history.json and record.json "
@@ -11,27 +13,15 @@ DESCRIPTION = (HELP + ". Each run goes to OUT/<name>/ with model.pt, history.jso
                "over N ranks.")
 
 
-def _list(kind: type, what: str):
-    def parse(text: str) -> list:
-        try:
-            values = [kind(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
-        if not values:
-            raise argparse.ArgumentTypeError(f"expected at least one {what}")
-        return values
-    return parse
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="runs directory (one subdirectory per run)")
     add_model_arg(p, "convnet", MODEL_HELP + " (input shape and class count come from the data when it takes them)")
     add_dataset_arg(p, "digits")
     p.add_argument("--data-root", default=None, help="directory holding CIFAR / MNIST files")
-    p.add_argument("--batch-sizes", type=_list(int, "integers"), default=[32, 128, 512])
-    p.add_argument("--weight-decays", type=_list(float, "numbers"), default=[0.0, 5e-4])
-    p.add_argument("--seeds", type=_list(int, "integers"), default=[0, 1, 2])
-    p.add_argument("--lrs", type=_list(float, "numbers"), default=[0.1],
+    p.add_argument("--batch-sizes", type=comma_list(positive_int, "batch sizes"), default=[32, 128, 512])
+    p.add_argument("--weight-decays", type=comma_list(non_negative_float, "weight decays"), default=[0.0, 5e-4])
+    p.add_argument("--seeds", type=comma_list(seed, "seeds"), default=[0, 1, 2])
+    p.add_argument("--lrs", type=comma_list(positive_float, "learning rates"), default=[0.1],
                    help="base learning rates (several for tuning, as in steps-to-result studies)")
     p.add_argument("--lr-scaling", choices=["none", "linear", "sqrt"], default="none",
                    help="scale each base lr from --base-batch-size to the run's batch size")
@@ -42,17 +32,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="epochs per run (with --budget steps: epochs at the base batch size)")
     p.add_argument("--steps", type=positive_int, default=None, help="with --budget steps: steps per run")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--momentum", type=non_negative_float, default=0.9)
     p.add_argument("--nesterov", action="store_true")
     p.add_argument("--schedule", choices=["constant", "step", "cosine", "linear"], default="constant")
-    p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--target-error", type=float, default=None,
+    p.add_argument("--warmup-steps", type=non_negative_int, default=0)
+    p.add_argument("--target-error", type=fraction, default=None,
                    help="test error whose first crossing (step and wall-clock) each run records")
     p.add_argument("--snapshot-every", type=positive_int, default=None, help="snapshot every N epochs")
     p.add_argument("--eval-every", type=positive_int, default=None,
                    help="steps between test evaluations (default: an epoch or 1/100 of the run)")
     add_loss_arg(p, "crossentropy")
-    p.add_argument("--device", default=None, help="cpu, cuda (under MPI: one GPU per local rank)")
+    p.add_argument("--device", type=device, default=None, help="cpu, cuda (under MPI: one GPU per local rank)")
     p.add_argument("--dry-run", action="store_true", help="list the planned runs and which are done, then exit")
     p.add_argument("--no-progress", action="store_true")
 
@@ -68,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from ..steps_to_result import classify_regimes, steps_to_result
     from ..sweep import pending_runs, plan_sweep, run_sweep
 
+    check_output_dir(args.out, create=not args.dry_run)
+    require_device(args.device)
     train_data = get_dataset(args.dataset, "train", args.data_root)
     configs = plan_sweep(
         model=args.model, dataset=args.dataset, n_train=len(train_data), batch_sizes=args.batch_sizes,

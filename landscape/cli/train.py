@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from .common import MODEL_HELP, add_dataset_arg, add_loss_arg, add_model_arg, positive_float, positive_int
+from .common import (MODEL_HELP, add_dataset_arg, add_loss_arg, add_model_arg, check_output_dir, comma_list,
+                     device, fraction, non_negative_float, non_negative_int, positive_float, positive_int,
+                     require_device, seed)
 
 HELP = "train one model (SGD/Adam, batch size, lr, weight decay, schedule, seed) and save checkpoints"
 DESCRIPTION = (HELP + ". Writes OUT/model.pt with the run's hyperparameters and final train/test loss and "
@@ -20,25 +22,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr-scaling", choices=["none", "linear", "sqrt"], default="none",
                    help="scale --lr from --base-batch-size to --batch-size")
     p.add_argument("--base-batch-size", type=positive_int, default=128, help="batch size --lr was tuned at")
-    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--momentum", type=non_negative_float, default=0.9)
     p.add_argument("--nesterov", action="store_true")
     p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 coefficient added to the gradient")
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.0, help="L2 coefficient added to the gradient")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=positive_float, default=None, help="budget in epochs (default 20)")
     budget.add_argument("--steps", type=positive_int, default=None, help="budget in optimizer steps")
     p.add_argument("--schedule", choices=["constant", "step", "cosine", "linear"], default="constant")
-    p.add_argument("--warmup-steps", type=int, default=0, help="linear warmup steps")
-    p.add_argument("--milestones", default="0.5,0.75", help="step schedule: fractions of the run where lr *= gamma")
+    p.add_argument("--warmup-steps", type=non_negative_int, default=0, help="linear warmup steps")
+    p.add_argument("--milestones", type=comma_list(fraction, "fractions such as 0.5,0.75"), default="0.5,0.75", help="step schedule: fractions of the run where lr *= gamma")
     p.add_argument("--gamma", type=positive_float, default=0.1, help="step schedule decay factor")
-    p.add_argument("--seed", type=int, default=0, help="seeds the initialization and the data order")
+    p.add_argument("--seed", type=seed, default=0, help="seeds the initialization and the data order")
     p.add_argument("--snapshot-every", type=positive_int, default=None, help="save a snapshot every N epochs")
     p.add_argument("--eval-every", type=positive_int, default=None, help="steps between test evaluations "
                    "(default: one epoch)")
-    p.add_argument("--target-error", type=float, default=None,
+    p.add_argument("--target-error", type=fraction, default=None,
                    help="record the step and time at which test error first falls below this")
     add_loss_arg(p, "crossentropy")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--device", type=device, default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--track-every", type=positive_int, default=None, metavar="N",
                    help="every N steps (and at step 0) measure lambda_max, the Hessian trace and the gradient noise "
                         "scale into OUT/track.json, outside the training time (see landscape track)")
@@ -48,16 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _milestones(text: str) -> tuple[float, ...]:
-    from ..errors import LandscapeError
-
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise LandscapeError(f"--milestones expects comma-separated fractions such as 0.5,0.75, got {text!r}") from None
-
-
 def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.out)
+    require_device(args.device)
     from .track import tracking_options_given
 
     given = tracking_options_given(args)
@@ -93,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     result = train(model, train_data, test_data, optimizer=args.optimizer, lr=lr, momentum=args.momentum,
                    nesterov=args.nesterov, batch_size=args.batch_size, weight_decay=args.weight_decay,
                    epochs=epochs, steps=args.steps, schedule=args.schedule, warmup_steps=args.warmup_steps,
-                   milestones=_milestones(args.milestones), gamma=args.gamma, seed=args.seed,
+                   milestones=tuple(args.milestones), gamma=args.gamma, seed=args.seed,
                    snapshot_every=args.snapshot_every, out_dir=args.out, eval_every=args.eval_every,
                    target_error=args.target_error, progress=not args.no_progress, loss=args.loss, device=device,
                    extra_meta={"base_lr": args.lr, "lr_scaling": args.lr_scaling,

@@ -12,7 +12,6 @@ measurements and drawing happen on rank 0 only.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import LandscapeError
-from ..jsonfile import read_json, write_json_atomic
 from .scales import Scale
 
 
@@ -225,17 +223,18 @@ class FigureContext:
                 fn: Callable[[Any], Any]) -> Any:
         """``fn(checkpoint)`` (a JSON-able result), cached by the checkpoint's sha256, ``name`` and ``settings``."""
         from ..checkpoint import file_sha256, load_checkpoint
+        from ..store import MeasureStore
 
         if self._measures is None:
-            self._measures = read_json(self._measures_path) or {}
-        key = f"{file_sha256(ckpt)[:20]}|{name}|{json.dumps(dict(settings), sort_keys=True, default=str)}"
-        if key not in self._measures:
+            self._measures = MeasureStore(self._measures_path, {"store": "figures"}, container="measures")
+        key = f"{file_sha256(ckpt)[:20]}|{name}"
+        if self._measures.reuse(key, settings) is None:
             ck = load_checkpoint(ckpt, map_location=self.device)
             start = time.perf_counter()
             value = fn(ck)
-            self._measures[key] = {"value": value, "seconds": time.perf_counter() - start, "checkpoint": str(ckpt)}
-            write_json_atomic(self._measures_path, self._measures)
-        return self._measures[key]["value"]
+            self._measures.put(key, {"value": value, "seconds": time.perf_counter() - start, "checkpoint": str(ckpt)},
+                               dict(settings))
+        return self._measures.reuse(key, settings)["value"]
 
     # ------------------------------------------------------------------ output
     def save(self, fig: Any, stem: str, dpi: int = 150) -> list[Path]:

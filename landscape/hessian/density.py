@@ -156,26 +156,8 @@ def smooth_density(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray | No
     return grid, density, float(sigma)
 
 
-def plot_density(grid: np.ndarray, density: np.ndarray, path, title: str | None = None,
-                 log: bool = True) -> None:
-    """Write the density as a PNG: log scale by default, where the bulk near zero and the outliers
-    both show (the figure style of Ghorbani et al. and PyHessian)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_density(grid: np.ndarray, density: np.ndarray, path, title: str | None = None, log: bool = True) -> None:
+    """Moved to `landscape.plot.density.plot_density`; kept here for older imports."""
+    from ..plot.density import plot_density as draw
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    if log:
-        floor = 1e-10 * float(np.max(density)) if np.max(density) > 0 else 1e-12
-        ax.semilogy(grid, np.maximum(density, floor))
-        ax.set_ylim(bottom=floor * 10)
-    else:
-        ax.plot(grid, density)
-    ax.set_xlabel("eigenvalue")
-    ax.set_ylabel("density (log scale)" if log else "density")
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    draw(grid, density, path, title, log)

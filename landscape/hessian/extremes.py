@@ -14,7 +14,7 @@ from torch import nn
 
 from ..data import DataSpec
 from ..losses import LossSpec
-from .hvp import HessianOperator, ParamSpec
+from ..risk import EmpiricalRisk, ParamSpec
 from .lanczos import lanczos
 
 
@@ -29,23 +29,23 @@ class EigenExtremes:
         self.data, self.loss, self.batch_size = data, loss, batch_size
         self.params, self.weight_decay, self.device = params, weight_decay, device
         self.tol, self.max_iter, self.seed = tol, max_iter, seed
-        self._op: HessianOperator | None = None
+        self._op: EmpiricalRisk | None = None
         self._model: nn.Module | None = None
         self.n_hvps = 0
         self.n_unconverged = 0
 
-    def operator(self, model: nn.Module) -> HessianOperator:
-        # Built once per model: the operator reads the weights live, so it follows the shifts.
+    def operator(self, model: nn.Module) -> EmpiricalRisk:
+        # Built once per model: the risk reads the weights live, so it follows the shifts.
         if self._op is None or self._model is not model:
-            self._op = HessianOperator(model, self.data, self.loss, self.batch_size, self.params,
-                                       self.weight_decay, self.device)
+            self._op = EmpiricalRisk(model, self.data, loss=self.loss, batch_size=self.batch_size, params=self.params,
+                                     weight_decay=self.weight_decay, device=self.device)
             self._model = model
         return self._op
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         op = self.operator(model)
         before = op.n_hvps
-        run = lanczos(op.mv, op.num_params, k=1, which="both", tol=self.tol, max_iter=self.max_iter,
+        run = lanczos(op.hvp, op.num_params, k=1, which="both", tol=self.tol, max_iter=self.max_iter,
                       seed=self.seed, device=op.device)
         self.n_hvps += op.n_hvps - before
         self.n_unconverged += int(not run.converged)

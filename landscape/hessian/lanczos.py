@@ -20,6 +20,7 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 
 from ..errors import LandscapeError
+from ..reprs import ShortRepr
 from .rng import generator
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
@@ -40,8 +41,8 @@ def check_block_size(block_size: int) -> None:
 WHICH = ("largest", "smallest", "both")
 
 
-@dataclass
-class LanczosRun:
+@dataclass(repr=False)
+class LanczosRun(ShortRepr):
     """Raw output of one Lanczos run: wanted Ritz values and what it took to get them."""
 
     values: np.ndarray            # wanted eigenvalues (largest: descending; smallest: ascending)

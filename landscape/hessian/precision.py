@@ -15,44 +15,48 @@ import copy
 import torch
 from torch import nn
 
+from ..batches import concat, slice_batch
+from ..risk import EmpiricalRisk, as_risk
 from .hvp import HessianOperator
 
 CHECK_SAMPLES = 512  # the effect is per sample (saturated softmax), so a slice shows it
 
 
-def rounding_error(op: HessianOperator, vector: torch.Tensor, samples: int = CHECK_SAMPLES) -> float:
+def rounding_error(op: EmpiricalRisk | HessianOperator, vector: torch.Tensor, samples: int = CHECK_SAMPLES) -> float:
     """``||H32 v - H64 v|| / ||H64 v||`` on the first ``samples`` samples of ``op``'s data.
 
-    ``op`` is the operator in use (its model, loss, parameter subset and weight decay); the
-    reference is the same operator built on a float64 copy of the model. 0.0 when ``op`` already
+    ``op`` is the risk in use (its model, loss, parameter subset and weight decay); the
+    reference is the same risk built on a float64 copy of the model. 0.0 when ``op`` already
     runs in float64.
     """
     return rounding(op, vector, samples)[0]
 
 
-def rounding(op: HessianOperator, vector: torch.Tensor, samples: int = CHECK_SAMPLES) -> tuple[float, float]:
+def rounding(op: EmpiricalRisk | HessianOperator, vector: torch.Tensor,
+             samples: int = CHECK_SAMPLES) -> tuple[float, float]:
     """(relative, absolute) error of ``op``'s product with unit ``vector`` (see `rounding_error`).
 
     The absolute one, ``||(H32 - H64) v||``, bounds how far the rounding moves the eigenvalue whose
     eigenvector ``v`` is (first-order perturbation: ``|v^T E v| <= ||E v||``).
     """
-    if op.param_dtype == torch.float64:
+    risk = as_risk(op)
+    if risk.param_dtype == torch.float64:
         return 0.0, 0.0
-    head, count = [], 0
-    for batch in op.batches:  # only the leading batches: the check needs a slice, not a copy of the data
-        head.append(batch)
-        count += len(batch[0])
-        if count >= samples:
-            break
-    x = torch.cat([xb for xb, _ in head])[:samples]
-    y = torch.cat([yb for _, yb in head])[:samples]
-    settings = dict(loss=op.loss_fn, batch_size=op.settings["batch_size"], params=[n for n, _ in op.named_params],
-                    weight_decay=op.weight_decay, device=op.device)
-    low = HessianOperator(op.model, (x, y), **settings)
-    high = HessianOperator(_float64_copy(op.model), (x, y), **settings)
-    exact = high.mv(vector)
-    off = float(torch.linalg.vector_norm(low.mv(vector) - exact))
+    # only the leading batches: the check needs a slice, not a copy of the data
+    inputs, target = concat(risk.batches.head(samples))
+    head = slice_batch(inputs, target, 0, samples)
+    data = {**head.inputs, _TARGET: head.target} if isinstance(head.inputs, dict) else (*head.inputs, head.target)
+    settings = dict(loss=risk.loss_spec, batch_size=risk.batch_size, params=[n for n, _ in risk.named_params],
+                    weight_decay=risk.weight_decay, device=risk.device, data_on="device",
+                    target_key=_TARGET if isinstance(head.inputs, dict) else None)
+    low = EmpiricalRisk(risk.model, data, **settings)
+    high = EmpiricalRisk(_float64_copy(risk.model), data, **settings)
+    exact = high.hvp(vector)
+    off = float(torch.linalg.vector_norm(low.hvp(vector) - exact))
     return off / float(torch.linalg.vector_norm(exact)), off
+
+
+_TARGET = "__target__"
 
 
 def _float64_copy(model: nn.Module) -> nn.Module:

@@ -3,12 +3,12 @@
 A product ``H v`` over the data is, per batch, a forward pass and a first backward with
 ``create_graph=True`` (cost ``F``), then a second backward along ``v`` (cost ``S``). ``F`` does not
 depend on ``v``: an iterative solver at fixed weights recomputes the same graph at every product.
-`RetainedProducts` builds every batch's graph once and runs only the second backward per vector,
-so a product costs ``S`` (about two thirds of ``F + S`` on the digits convnet) instead of ``F + S``,
-for single vectors as well as blocks. The graphs are rebuilt whenever a parameter or buffer of
-the model changes (tracked by tensor version counters), and are only kept when their saved
-tensors fit in ``max_bytes`` (counted on the first batch, scaled to the data); otherwise
-products fall back to the operator's own ``mm``.
+`RetainedProducts` (a view on an `EmpiricalRisk`) builds every batch's graph once and runs only
+the second backward per vector, so a product costs ``S`` (about two thirds of ``F + S`` on the
+digits convnet) instead of ``F + S``, for single vectors as well as blocks. The graphs are rebuilt
+whenever a parameter or buffer of the model changes (tracked by tensor version counters), and are
+only kept when their saved tensors fit in ``max_bytes`` (counted on the first batch, scaled to the
+data); otherwise products fall back to the risk's own ``hmm``.
 
 Eval-mode BatchNorm runs as the plain per-channel affine map it is (``x * s + t`` with ``s =
 gamma / sqrt(var + eps)``) while the graphs are built: the same function of the weights, so the
@@ -19,13 +19,15 @@ backward's time on the digits convnet).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import time
+from typing import Any, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
+from ..attention import double_backward_attention
 from ..errors import LandscapeError
+from ..risk import EmpiricalRisk, as_risk, eval_mode
 
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3
 
@@ -56,31 +58,29 @@ def affine_batchnorm(model: nn.Module) -> Iterator[nn.Module]:
             del m.forward
 
 
-def _weighted_losses(op) -> Iterator[torch.Tensor]:
-    """Each data batch's loss, weighted so that they sum to the operator's dataset loss."""
-    for batch in op.batches:
-        if isinstance(batch, (tuple, list)):
-            xb, yb = batch
-            yield op.loss_fn(op.model(xb), yb) * (len(xb) / op.num_samples)
-        else:  # a Batch of an EmpiricalRisk: weighted by its counted targets
-            yield op.loss_fn(op.outputs(batch), batch.target) * (batch.weight / op.total_weight)
+def _weighted_losses(risk: EmpiricalRisk) -> Iterator[tuple[torch.Tensor, int]]:
+    """Each data batch's loss, weighted by its counted targets so that they sum to the risk's mean
+    loss, and that count."""
+    total = risk.total_weight
+    for b in risk.batches:
+        yield risk.loss_fn(risk.outputs(b), b.target) * (b.weight / total), b.weight
 
 
 class RetainedProducts:
-    """Blocked products ``H V`` of ``op`` (a `HessianOperator`) on gradient graphs built once.
+    """Blocked products ``H V`` of a risk (or a `HessianOperator` on one) on gradient graphs built once.
 
-    ``mm``/``mv`` match ``op.mm``/``op.mv`` up to float rounding and count in ``op.n_hvps``.
-    ``retained`` says whether the graphs fit in ``max_bytes`` (else every product is ``op.mm``).
+    ``mm``/``mv`` match the risk's ``hmm``/``hvp`` up to float rounding and count in its ``n_hvps``.
+    ``retained`` says whether the graphs fit in ``max_bytes`` (else every product is ``risk.hmm``).
     Call `release` (or leave the ``with`` block) to free the graphs.
     """
 
-    def __init__(self, op, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(self, risk: Any, max_bytes: int = DEFAULT_MAX_BYTES):
         if max_bytes < 0:
             raise LandscapeError(f"max_bytes must be >= 0, got {max_bytes}")
-        self.op = op
+        self.risk = as_risk(risk)
         self.max_bytes = int(max_bytes)
-        self.num_params = op.num_params
-        self.device = op.device
+        self.num_params = self.risk.num_params
+        self.device = self.risk.device
         self._grads: list[list[torch.Tensor | None]] | None = None
         self._key: tuple | None = None
         self.graph_bytes: int | None = None
@@ -105,14 +105,13 @@ class RetainedProducts:
         return bool(self.retained)
 
     def _state_key(self) -> tuple:
-        tensors = [*self.op.params, *self.op.model.buffers()]
+        tensors = [*self.risk.params, *self.risk.model.buffers()]
         return tuple((t.data_ptr(), t._version) for t in tensors)
 
     def _build(self) -> None:
         """Every batch's first-order gradient with its graph (eval mode, affine BatchNorm)."""
-        from ..attention import double_backward_attention
-        from ..evaluation import eval_mode
-
+        risk = self.risk
+        risk._need_params()
         self.release()
         grads: list[list[torch.Tensor | None]] = []
         saved = [0]
@@ -121,71 +120,52 @@ class RetainedProducts:
             saved[0] += t.numel() * t.element_size()
             return t
 
-        import time
-
-        losses = _weighted_losses(self.op)
-        with eval_mode(self.op.model), affine_batchnorm(self.op.model), torch.enable_grad(), \
-                double_backward_attention():
+        losses = _weighted_losses(risk)
+        with eval_mode(risk.model), affine_batchnorm(risk.model), torch.enable_grad(), double_backward_attention():
             t0 = time.perf_counter()
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):  # what one batch's graph holds
-                first = next(losses, None)
+                first, first_weight = next(losses, (None, 0))
                 if first is None:
-                    raise LandscapeError("the operator has no data batches")
-                g = torch.autograd.grad(first, self.op.params, create_graph=True, allow_unused=True)
+                    raise LandscapeError("the risk has no data batches")
+                g = torch.autograd.grad(first, risk.params, create_graph=True, allow_unused=True)
             t_first = time.perf_counter() - t0
-            self.graph_bytes = saved[0] * max(1, -(-self.op.num_samples // max(1, self._first_batch_size())))
+            self.graph_bytes = int(saved[0] * max(1.0, risk.total_weight / max(1, first_weight)))
             if self.graph_bytes > self.max_bytes:
                 self.retained = False
                 used = [x for x in g if x is not None and x.requires_grad]
                 if used:  # one second backward on this batch: the part of a product blocks cannot share
                     t0 = time.perf_counter()
-                    torch.autograd.grad(used, self.op.params, grad_outputs=[torch.randn_like(x) for x in used],
+                    torch.autograd.grad(used, risk.params, grad_outputs=[torch.randn_like(x) for x in used],
                                         allow_unused=True)
                     t_second = time.perf_counter() - t0
                     self.forward_share = t_first / max(t_first + t_second, 1e-12)
                 return
-            grads.append([x if x is not None and x.requires_grad else None for x in g])
-            for loss in losses:
-                g = torch.autograd.grad(loss, self.op.params, create_graph=True, allow_unused=True)
-                grads.append([x if x is not None and x.requires_grad else None for x in g])
+            grads.append(list(g))
+            for loss, _ in losses:
+                grads.append(list(torch.autograd.grad(loss, risk.params, create_graph=True, allow_unused=True)))
         self.retained = True
         self._grads, self._key = grads, self._state_key()
 
-    def _first_batch_size(self) -> int:
-        batch = next(iter(self.op.batches))
-        return len(batch[0]) if isinstance(batch, (tuple, list)) else int(batch.weight)
-
     def mm(self, V: torch.Tensor) -> torch.Tensor:
-        op = self.op
-        if V.ndim != 2 or V.shape[1] != op.num_params:
-            raise LandscapeError(f"block of shape {tuple(V.shape)} for an operator over {op.num_params} parameters")
+        risk = self.risk
+        if V.ndim != 2 or V.shape[1] != risk.num_params:
+            raise LandscapeError(f"block of shape {tuple(V.shape)} for a risk over {risk.num_params} parameters")
         if self.retained is False:
-            return op.mm(V)
+            return risk.hmm(V)
         if self._grads is None or self._key != self._state_key():
             self._build()
             if not self.retained:
-                return op.mm(V)
+                return risk.hmm(V)
         k = V.shape[0]
-        V = V.to(device=op.device, dtype=torch.float64)
-        bounds = np.cumsum([0] + op.sizes).tolist()
-        vectors = [op.split(v) for v in V]
-        out = torch.zeros((k, op.num_params), dtype=torch.float64, device=op.device)
-        from ..attention import double_backward_attention
-
+        V = V.to(device=risk.device, dtype=torch.float64)
+        vectors = [risk.split(v) for v in V]
+        out = torch.zeros((k, risk.num_params), dtype=torch.float64, device=risk.device)
         with torch.enable_grad(), double_backward_attention():
             for grads in self._grads:
-                used = [j for j, g in enumerate(grads) if g is not None]
-                if not used:
-                    continue
-                for i, vs in enumerate(vectors):
-                    hv = torch.autograd.grad([grads[j] for j in used], op.params, grad_outputs=[vs[j] for j in used],
-                                             allow_unused=True, retain_graph=True)
-                    for j, h in enumerate(hv):
-                        if h is not None:
-                            out[i, bounds[j]:bounds[j + 1]] += h.detach().reshape(-1).to(torch.float64)
-        if op.weight_decay:
-            out += op.weight_decay * V
-        op.n_hvps += k
+                risk.add_products(grads, vectors, out, keep_graph=True)
+        if risk.weight_decay:
+            out += risk.weight_decay * V
+        risk.n_hvps += k
         return out
 
     def mv(self, v: torch.Tensor) -> torch.Tensor:

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from ..errors import LandscapeError
+from ..reprs import ShortRepr
 from .lanczos import DEFAULT_BLOCK_SIZE, Matmat, Matvec, check_block_size, stacked
 from .rng import generator
 
 
-@dataclass
-class TraceEstimate:
+@dataclass(repr=False)
+class TraceEstimate(ShortRepr):
     value: float
     stderr: float
     n_matvecs: int

@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import LandscapeError
 from .registry import ShapeCheckedModel, register_model
 
 
@@ -18,7 +19,7 @@ class ConvNet(ShapeCheckedModel):
         super().__init__(tuple(input_shape))
         ndim = len(self.input_shape) - 1
         if ndim not in (1, 2):
-            raise ValueError(f"convnet needs (C, L) or (C, H, W) inputs, got shape {self.input_shape}")
+            raise LandscapeError(f"convnet needs (C, L) or (C, H, W) inputs, got shape {self.input_shape}")
         conv, bn = (nn.Conv1d, nn.BatchNorm1d) if ndim == 1 else (nn.Conv2d, nn.BatchNorm2d)
         maxpool = nn.MaxPool1d if ndim == 1 else nn.MaxPool2d
         avgpool = nn.AdaptiveAvgPool1d if ndim == 1 else nn.AdaptiveAvgPool2d

@@ -7,6 +7,7 @@ arguments (``model.landscape_spec``) so a checkpoint can rebuild it without pick
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -40,6 +41,28 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _construct(ctor: Callable[..., nn.Module], name: str, kwargs: dict) -> nn.Module:
+    """A registered model from ``kwargs`` a user typed: values it cannot be built with are one line."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = ctor(**kwargs)
+    except LandscapeError:
+        raise
+    except (TypeError, ValueError, RuntimeError, KeyError, IndexError, ZeroDivisionError) as e:
+        # a negative width is torch's "negative dimension", a string where a list belongs a TypeError, ...
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise LandscapeError(f"model {name!r} cannot be built with arguments {kwargs}: {detail}; "
+                             "check --model-args") from None
+    empty = next((n for n, p in model.named_parameters() if p.numel() == 0), None)
+    if empty is not None:  # a width of 0 builds (torch only warns) but computes nothing
+        raise LandscapeError(f"model {name!r} built with arguments {kwargs} has an empty parameter {empty!r}; "
+                             "every width must be at least 1: check --model-args")
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return model
+
+
 def build_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a model by registry name, import path or hub name; bad names and arguments are one clear error."""
     if name.startswith(("hf:", "timm:")):
@@ -59,7 +82,7 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
             raise LandscapeError(f"unknown model {name!r}; available: {', '.join(list_models())}, or an import "
                                  "path such as mymodels:TinyMixer (module:factory)") from None
         check_kwargs(ctor, kwargs, f"model {name!r}")
-        model = ctor(**kwargs)
+        model = _construct(ctor, name, kwargs)
     model.landscape_spec = {"name": name, "args": dict(kwargs)}
     return model
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import LandscapeError
 from .registry import ShapeCheckedModel, register_model
 
 
@@ -47,7 +48,7 @@ class CifarResNet(ShapeCheckedModel):
                  block=BasicBlock, width: int = 16, **block_kwargs):
         super().__init__(tuple(input_shape), strict_spatial=False)
         if (depth - 2) % 6:
-            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+            raise LandscapeError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(self.input_shape[0], width, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)

@@ -141,16 +141,19 @@ def add_colorbar(ax: Axes, mappable, label: str = "", extend: str | None = None,
 
     It lives in an inset of ``ax``, so panels composed by the caller keep one colorbar each.
     """
-    from matplotlib.ticker import FuncFormatter, LogLocator
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator
 
-    from .levels import format_level
+    from .levels import format_level, log_tick_values
 
     cax = ax.inset_axes([1.03, 0.0, 0.045, 1.0])
     kwargs = {} if extend is None else {"extend": extend}
     cb = ax.figure.colorbar(mappable, cax=cax, label=label, **kwargs)
-    if log:
-        cb.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    norm = getattr(mappable, "norm", None)
+    if log and norm is not None and norm.vmin is not None and 0 < norm.vmin < norm.vmax:
+        cb.ax.yaxis.set_major_locator(FixedLocator(log_tick_values(norm.vmin, norm.vmax)))
         cb.ax.yaxis.set_minor_locator(LogLocator(subs="auto"))
+    elif log:
+        cb.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: format_level(v)))
     cb.ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
     return cb

@@ -9,6 +9,7 @@ with the levels so filled contours, heatmaps and colorbars all agree.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -152,3 +153,22 @@ def format_level(value: float) -> str:
         return "0"
     text = f"{value:.3g}"
     return text.replace("e-0", "e-").replace("e+0", "e")
+
+
+def log_tick_values(lo: float, hi: float, max_ticks: int = 10) -> list[float]:
+    """Tick values for a log axis from ``lo`` to ``hi`` (both > 0) that always gives some labels.
+
+    1, 2 and 5 times powers of ten while they fit in ``max_ticks``, then powers of ten (every
+    n-th over many decades: matplotlib's LogLocator leaves a colorbar spanning 11 decades bare),
+    and evenly spaced values in log inside a range too narrow to hold two of those.
+    """
+    a, b = math.log10(lo), math.log10(hi)
+    for mantissas in ((1, 2, 5), (1,)):
+        vals = [math.log10(m) + k for k in range(math.floor(a) - 1, math.ceil(b) + 1) for m in mantissas]
+        vals = [v for v in vals if a - 1e-9 <= v <= b + 1e-9]
+        if 2 <= len(vals) <= max_ticks:
+            return [10 ** v for v in vals]
+    if len(vals) > max_ticks:
+        return [10 ** v for v in vals[::math.ceil(len(vals) / max_ticks)]]
+    return [float(v) for v in np.logspace(a, b, 5)]
+

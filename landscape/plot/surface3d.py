@@ -4,6 +4,12 @@ Axes come from ``fig.add_subplot(projection="3d")`` (``Axes3D(fig)`` is gone fro
 mplot3d has no log axis, so ``log`` draws ``log10`` of the values; ``vmax`` flattens everything
 above it (as Li et al.'s ``zmax``), which keeps one diverged corner from squashing the basin.
 NaN points leave holes.
+
+mplot3d paints facets back to front by their mean projected depth, which gets steep walls wrong
+(a far facet painted over a near one, as in the demo's first 3D figures). A height field has an
+order that cannot be wrong: under the orthographic projection used here, whatever hides a facet
+lies between it and the eye, so horizontally nearer; `HeightFieldOrder` paints facets by their
+horizontal distance from the eye along the view azimuth, recomputed at every draw (rotation works).
 """
 from __future__ import annotations
 
@@ -19,6 +25,40 @@ from .canvas import axes_for, grid_arrays
 from .levels import finite_values
 
 MAX_FACETS_PER_AXIS = 120  # beyond this the picture does not improve, only the file size grows
+
+
+class HeightFieldOrder:
+    """Depth key for mplot3d's painter: larger means farther from the eye, measured horizontally.
+
+    Set as a `Poly3DCollection`'s sort function; ignores the projected depths it is given and
+    returns, for each facet, minus the dot product of its centre (in the axes' box units) with the
+    horizontal view direction. Exact for a height field seen in orthographic projection.
+    """
+
+    def __init__(self, ax, faces: np.ndarray):
+        self.ax = ax
+        self.centres = np.nanmean(np.asarray(faces, dtype=np.float64)[..., :2], axis=1)  # (n_faces, 2)
+
+    def keys(self) -> np.ndarray:
+        (x0, x1), (y0, y1) = self.ax.get_xlim3d(), self.ax.get_ylim3d()
+        aspect = getattr(self.ax, "_box_aspect", None)
+        bx, by = (float(aspect[0]), float(aspect[1])) if aspect is not None else (1.0, 1.0)
+        u = (self.centres[:, 0] - x0) / ((x1 - x0) or 1.0) * bx
+        v = (self.centres[:, 1] - y0) / ((y1 - y0) or 1.0) * by
+        az = np.deg2rad(self.ax.azim)
+        return -(u * np.cos(az) + v * np.sin(az))
+
+    def __call__(self, projected_depths, axis: int = -1) -> np.ndarray:
+        return self.keys()
+
+
+def paint_in_height_field_order(ax, surf) -> bool:
+    """Make ``surf`` (from ``plot_surface``) paint far facets first; False where mplot3d lacks the hooks."""
+    faces = getattr(surf, "_faces", None)
+    if faces is None or not hasattr(surf, "_zsortfunc") or len(faces) == 0:
+        return False
+    surf._zsortfunc = HeightFieldOrder(ax, faces)
+    return True
 
 
 def surface3d(x: Sequence[float], y: Sequence[float], values: np.ndarray, *, log: bool = False,
@@ -50,6 +90,8 @@ def surface3d(x: Sequence[float], y: Sequence[float], values: np.ndarray, *, log
     edge = (0.0, 0.0, 0.0, 0.18 if max(rcount, ccount) <= 60 else 0.0)
     surf = ax.plot_surface(X, Y, z, cmap=cmap, norm=norm, linewidth=0.25, edgecolor=edge, antialiased=True,
                            rcount=rcount, ccount=ccount)
+    ax.set_proj_type("ortho")  # the order below is exact in orthographic projection
+    paint_in_height_field_order(ax, surf)
     ax.set_xlim(x.min(), x.max())
     ax.set_ylim(y.min(), y.max())
     if finite.size:

@@ -20,16 +20,17 @@ from torch import nn
 
 from ..data import DataSpec
 from ..errors import LandscapeError
-from ..hessian.hvp import ParamSpec
-from ..hessian.rng import generator
+from ..risk import ParamSpec
+from ..rng import generator
 from ..losses import LossSpec
-from .objective import Batches, LossObjective
+from ..risk import EmpiricalRisk
+from .objective import Batches, objective, sharpness_settings
 from .results import SharpnessResult
 
 KINDS = ("worst", "average")
 
 
-@dataclass
+@dataclass(repr=False)
 class AdaptiveResult(SharpnessResult):
     """``stderr``: Monte Carlo standard error (average case) or spread over the m-groups (worst case
     with ``m``); NaN where it does not apply."""
@@ -47,7 +48,7 @@ def norm_p(p: float | int | str) -> str:
     raise LandscapeError(f"p must be 2 or 'inf', got {p!r}")
 
 
-def _ascend(obj: LossObjective, group: Batches, c: torch.Tensor, rho: float, p: str, n_steps: int,
+def _ascend(obj: EmpiricalRisk, group: Batches, c: torch.Tensor, rho: float, p: str, n_steps: int,
             step_size: float, gen: torch.Generator) -> float:
     """Largest ``L_group(w + c*u) - L_group(w)`` found over ``||u||_p <= rho``."""
     dev = c.device
@@ -60,7 +61,7 @@ def _ascend(obj: LossObjective, group: Batches, c: torch.Tensor, rho: float, p: 
         u = ((torch.rand(len(c), generator=gen, dtype=torch.float64) * 2 - 1) * rho).to(dev)
     best = -math.inf
     for step in range(n_steps + 1):
-        obj.set_offset(c * u)
+        obj.offset(c * u)
         if step == n_steps:
             best = max(best, obj.loss(group))
             break
@@ -81,11 +82,12 @@ def _ascend(obj: LossObjective, group: Batches, c: torch.Tensor, rho: float, p: 
     return best - base
 
 
-def adaptive(model: nn.Module, data: DataSpec, rho: float = 0.05, p: float | int | str = 2, kind: str = "worst",
+def adaptive(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *,
+             rho: float = 0.05, p: float | int | str = 2, kind: str = "worst",
              adaptive: bool = True, m: int | None = None, n_steps: int = 20, step_size: float | None = None,
              n_samples: int = 20, loss: LossSpec = "crossentropy", batch_size: int | None = None,
              params: ParamSpec = None, seed: int = 0, device: str | torch.device | None = None,
-             progress: bool = False) -> AdaptiveResult:
+             progress: bool = False, data_on: str = "auto") -> AdaptiveResult:
     """(Adaptive) worst-case or average-case sharpness at the model's current weights.
 
     ``kind="worst"``: ``n_steps`` ascent steps of size ``step_size`` (default ``rho``) in
@@ -102,11 +104,12 @@ def adaptive(model: nn.Module, data: DataSpec, rho: float = 0.05, p: float | int
     step = rho if step_size is None else float(step_size)
     if not step > 0:
         raise LandscapeError(f"step_size must be positive, got {step_size}")
-    obj = LossObjective(model, data, loss, batch_size, params, device)
+    obj = objective(risk, data, loss, batch_size, params, device, data_on)
+    evals_before = obj.n_evals
     w = obj.origin_flat().to(obj.device)
     c = w.abs() if adaptive else torch.ones_like(w)
     groups = obj.batch_groups(m)
-    sizes = np.array([sum(len(xb) for xb, _ in g) for g in groups], dtype=np.float64)
+    sizes = np.array([obj.weight_of(g) for g in groups], dtype=np.float64)
     weights = sizes / sizes.sum()
     gen = generator(seed, "adaptive-sharpness")
     from tqdm.auto import tqdm
@@ -128,7 +131,7 @@ def adaptive(model: nn.Module, data: DataSpec, rho: float = 0.05, p: float | int
                 diffs = np.empty(len(groups))
                 for i, g in enumerate(groups):
                     delta = rho * c * torch.randn(len(c), generator=gen, dtype=torch.float64).to(obj.device)
-                    obj.set_offset(delta)
+                    obj.offset(delta)
                     diffs[i] = obj.loss(g) - bases[i]
                 draws[s] = float(weights @ diffs)
             value = float(draws.mean())
@@ -136,11 +139,12 @@ def adaptive(model: nn.Module, data: DataSpec, rho: float = 0.05, p: float | int
     settings = {"measure": "adaptive" if kind == "worst" else "average", "kind": kind, "rho": rho, "p": p,
                 "adaptive": bool(adaptive), "m": m, "n_steps": n_steps if kind == "worst" else None,
                 "step_size": step if kind == "worst" else None,
-                "n_samples": n_samples if kind == "average" else None, "seed": seed, **obj.settings}
-    return AdaptiveResult(value=value, base_loss=base, settings=settings, n_evals=obj.n_evals, stderr=stderr,
+                "n_samples": n_samples if kind == "average" else None, "seed": seed, **sharpness_settings(obj)}
+    return AdaptiveResult(value=value, base_loss=base, settings=settings, n_evals=obj.n_evals - evals_before, stderr=stderr,
                           n_groups=len(groups))
 
 
-def average(model: nn.Module, data: DataSpec, rho: float = 0.05, **kwargs) -> AdaptiveResult:
+def average(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, rho: float = 0.05,
+            **kwargs) -> AdaptiveResult:
     """Average-case sharpness: `adaptive` with ``kind="average"``."""
-    return adaptive(model, data, rho=rho, kind="average", **kwargs)
+    return adaptive(risk, data, rho=rho, kind="average", **kwargs)

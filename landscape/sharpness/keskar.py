@@ -19,14 +19,15 @@ from torch import nn
 
 from ..data import DataSpec
 from ..errors import LandscapeError
-from ..hessian.hvp import ParamSpec
-from ..hessian.rng import generator
+from ..risk import ParamSpec
+from ..rng import generator
 from ..losses import LossSpec
-from .objective import LossObjective
+from ..risk import EmpiricalRisk
+from .objective import objective, sharpness_settings
 from .results import SharpnessResult
 
 
-@dataclass
+@dataclass(repr=False)
 class KeskarResult(SharpnessResult):
     """``value`` is phi (percent); ``max_loss`` the loss at the maximiser, ``base_loss`` f(x)."""
 
@@ -40,10 +41,11 @@ def random_subspace(n: int, p: int, seed: int = 0, dtype: torch.dtype = torch.fl
     return torch.randn(n, p, generator=g, dtype=dtype)
 
 
-def keskar(model: nn.Module, data: DataSpec, eps: float = 1e-3, subspace_dim: int | None = None,
+def keskar(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *,
+           eps: float = 1e-3, subspace_dim: int | None = None,
            max_iter: int = 10, loss: LossSpec = "crossentropy", batch_size: int | None = None,
            params: ParamSpec = None, subspace: torch.Tensor | None = None, seed: int = 0,
-           device: str | torch.device | None = None, progress: bool = False) -> KeskarResult:
+           device: str | torch.device | None = None, progress: bool = False, data_on: str = "auto") -> KeskarResult:
     """epsilon-sharpness of ``model`` at its current weights (restored afterwards).
 
     ``subspace_dim=p`` draws a random ``n x p`` matrix ``A`` with ``seed``; ``subspace`` passes
@@ -53,7 +55,7 @@ def keskar(model: nn.Module, data: DataSpec, eps: float = 1e-3, subspace_dim: in
         raise LandscapeError(f"eps must be positive, got {eps}")
     if max_iter < 1:
         raise LandscapeError(f"max_iter must be at least 1, got {max_iter}")
-    obj = LossObjective(model, data, loss, batch_size, params, device)
+    obj = objective(risk, data, loss, batch_size, params, device, data_on)
     n = obj.num_params
     x = obj.origin_flat()
     if subspace is not None:
@@ -81,7 +83,7 @@ def keskar(model: nn.Module, data: DataSpec, eps: float = 1e-3, subspace_dim: in
 
     def negative_loss(y: np.ndarray) -> tuple[float, np.ndarray]:
         yt = torch.from_numpy(np.asarray(y, dtype=np.float64)).to(obj.device)
-        obj.set_offset(yt if A is None else A @ yt)
+        obj.offset(yt if A is None else A @ yt)
         f, g = obj.loss_and_grad()
         if f > best["loss"]:
             best["loss"] = f
@@ -101,6 +103,6 @@ def keskar(model: nn.Module, data: DataSpec, eps: float = 1e-3, subspace_dim: in
     fmax = max(best["loss"], f0)
     settings = {"measure": "keskar", "eps": eps, "subspace": mode, "subspace_dim": None if A is None else int(A.shape[1]),
                 "max_iter": max_iter, "seed": seed, "optimizer": "L-BFGS-B", "start": "zero",
-                "optimizer_message": str(res.message), **obj.settings}
+                "optimizer_message": str(res.message), **sharpness_settings(obj)}
     return KeskarResult(value=100.0 * (fmax - f0) / (1.0 + f0), base_loss=f0, settings=settings,
                         n_evals=int(res.nfev), max_loss=fmax, n_iter=int(res.nit))

@@ -18,16 +18,17 @@ from torch import nn
 
 from ..data import DataSpec
 from ..errors import LandscapeError
-from ..hessian.hvp import ParamSpec
-from ..hessian.rng import generator
+from ..risk import ParamSpec
+from ..rng import generator
 from ..losses import LossSpec
-from .objective import LossObjective
+from ..risk import EmpiricalRisk
+from .objective import objective, sharpness_settings
 from .results import SharpnessResult
 
 METRICS = ("error", "loss")
 
 
-@dataclass
+@dataclass(repr=False)
 class PacBayesResult(SharpnessResult):
     """``value`` is sigma (the bracket's midpoint); ``flatness`` is ``1 / sigma^2``; ``deviation`` the
     estimated ``E err(w+u) - err(w)`` at the bracket's lower end, which meets the target."""
@@ -42,11 +43,12 @@ class PacBayesResult(SharpnessResult):
         return float(self.value)
 
 
-def pac_bayes_sigma(model: nn.Module, data: DataSpec, target: float = 0.1, metric: str = "error",
+def pac_bayes_sigma(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *,
+                    target: float = 0.1, metric: str = "error",
                     magnitude_aware: bool = False, eps: float = 1e-3, n_samples: int = 10, tol: float = 1e-2,
                     sigma_init: float | None = None, max_bisect: int = 60, loss: LossSpec = "crossentropy",
                     batch_size: int | None = None, params: ParamSpec = None, seed: int = 0,
-                    device: str | torch.device | None = None, progress: bool = False) -> PacBayesResult:
+                    device: str | torch.device | None = None, progress: bool = False, data_on: str = "auto") -> PacBayesResult:
     """PAC-Bayes sigma of ``model`` at its current weights (restored afterwards).
 
     Bisection stops when the bracket ``[lo, hi]`` is narrower than ``tol * hi`` (relative);
@@ -64,7 +66,8 @@ def pac_bayes_sigma(model: nn.Module, data: DataSpec, target: float = 0.1, metri
         raise LandscapeError(f"n_samples must be at least 1, got {n_samples}")
     if magnitude_aware and eps < 0:
         raise LandscapeError(f"eps must be >= 0, got {eps}")
-    obj = LossObjective(model, data, loss, batch_size, params, device)
+    obj = objective(risk, data, loss, batch_size, params, device, data_on)
+    evals_before = obj.n_evals
     measure = obj.error if metric == "error" else obj.loss
     w = obj.origin_flat().to(obj.device)
     gen = generator(seed, "pac-bayes")
@@ -79,7 +82,7 @@ def pac_bayes_sigma(model: nn.Module, data: DataSpec, target: float = 0.1, metri
                 std = torch.full_like(w, sigma)
             total = 0.0
             for z in draws:
-                obj.set_offset(std * z)
+                obj.offset(std * z)
                 total += measure()
             evaluated[sigma] = total / n_samples - base
         return evaluated[sigma]
@@ -134,6 +137,6 @@ def pac_bayes_sigma(model: nn.Module, data: DataSpec, target: float = 0.1, metri
     sigma = 0.5 * (lo + hi)
     settings = {"measure": "pacbayes", "target": target, "metric": metric, "magnitude_aware": bool(magnitude_aware),
                 "eps": eps if magnitude_aware else None, "n_samples": n_samples, "tol": tol, "seed": seed,
-                "noise": "N(0, sigma^2 w^2 + eps^2)" if magnitude_aware else "N(0, sigma^2 I)", **obj.settings}
-    return PacBayesResult(value=sigma, base_loss=base, settings=settings, n_evals=obj.n_evals,
+                "noise": "N(0, sigma^2 w^2 + eps^2)" if magnitude_aware else "N(0, sigma^2 I)", **sharpness_settings(obj)}
+    return PacBayesResult(value=sigma, base_loss=base, settings=settings, n_evals=obj.n_evals - evals_before,
                           flatness=1.0 / sigma ** 2, deviation=evaluated[lo], bracket=[lo, hi], n_bisect=n_bisect)

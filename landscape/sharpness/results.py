@@ -4,10 +4,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..jsonfile import jsonable as _jsonable
+from ..reprs import ShortRepr
 
 
-@dataclass
-class SharpnessResult:
+@dataclass(repr=False)
+class SharpnessResult(ShortRepr):
     """``value`` is the measure; ``base_loss`` the loss (or error) at the unperturbed weights;
     ``n_evals`` the number of loss (or loss-and-gradient) passes over the data it took."""
 

@@ -1,0 +1,70 @@
+"""landscape.cost: plans count the work each command will do, and --dry-run does none of it."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from landscape.cli import main
+from landscape.cost import Part, Plan, blocked_seconds_per_product, format_seconds, hessian_plan, lanczos_steps
+
+
+def test_plan_sums_parts_and_shares_them_among_workers():
+    plan = Plan("surface", [Part("points", 100, 50, "point", 1e-3), Part("eig", 10, 20, "hvp", 2e-3)], workers=2)
+    assert plan.seconds == pytest.approx((100 * 50 * 1e-3 + 10 * 20 * 2e-3) / 2)
+    text = str(plan)
+    assert "100 points x 50 samples" in text and "10 Hessian-vector products x 20 samples" in text
+    assert "on 2 processes" in text
+    assert [format_seconds(s) for s in (3.21, 45, 600, 7200, math.inf)] == ["3.2 s", "45 s", "10.0 min", "2.0 h",
+                                                                            "unknown"]
+
+
+def test_blocked_products_share_the_first_pass():
+    costs = {"hvp": 3.0, "hvp_second": 1.0}  # F = 2, S = 1 per sample
+    assert blocked_seconds_per_product(8, costs) == pytest.approx((2 + 8) / 8)
+    assert blocked_seconds_per_product(10, costs, block=8) == pytest.approx((2 * 2 + 10) / 10)
+    assert blocked_seconds_per_product(1, costs) == pytest.approx(3.0)
+    assert lanczos_steps(5, "largest", 10_000, None) == (23, 300)
+    assert lanczos_steps(5, "largest", 20, None) == (20, 20)
+
+
+def test_hessian_plan_counts_products(small_digits):
+    from landscape.hessian import HessianOperator
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    op = HessianOperator(model, small_digits[0])
+    plan = hessian_plan(op, small_digits[0], ends=["largest"], k=3, method="lanczos", max_iter=None, trace=True, probes=20,
+                        density=True, density_iter=30, density_runs=2, float32_check=True, pilot_samples=64)
+    by = {p.what.split(" (")[0]: p for p in plan.parts}
+    assert by["trace"].passes == 20 and by["density"].passes == 60
+    assert by["largest 3 eigenvalues"].passes == 8 + 3 * 3
+    assert all(p.samples == 200 for p in plan.parts if "float32" not in p.what)
+    assert all(np.isfinite(p.seconds_per_sample) and p.seconds_per_sample > 0 for p in plan.parts)
+    assert plan.seconds > 0 and "Hessian-vector product" in plan.pilot
+
+
+def test_dry_run_does_no_work(trained_ckpt, tmp_path, capsys):
+    out = tmp_path / "surf"
+    assert main(["surface", "--ckpt", str(trained_ckpt), "--x", "-1:1:7", "--y", "-1:1:3", "--samples", "100",
+                 "--out", str(out), "--dry-run", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "plan (surface)" in text and "21 points x 200 samples" in text and "dry run" in text
+    assert not list(out.glob("*.h5"))
+    hess = tmp_path / "hess"
+    assert main(["hessian", "--ckpt", str(trained_ckpt), "--samples", "64", "--k", "2", "--trace", "--density",
+                 "--out", str(hess), "--dry-run", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "plan (hessian)" in text and "density (SLQ, 3 runs x 40 steps): 120 Hessian-vector products x 64" in text
+    assert not (hess / "hessian.json").exists()
+    assert main(["hessian", "--ckpt", str(trained_ckpt), "--samples", "64", "--density", "--density-full",
+                 "--no-eigenvalues", "--out", str(hess), "--dry-run"]) == 0
+    assert "10 runs x 80 steps" in capsys.readouterr().out
+    sharp = tmp_path / "sharp"
+    assert main(["sharpness", "--ckpt", str(trained_ckpt), "--samples", "64", "--measure", "keskar", "average",
+                 "--out", str(sharp), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "keskar: 12 gradient passes x 64 samples" in text and "average: 21 forward passes x 64" in text
+    assert not (sharp / "sharpness.json").exists()
