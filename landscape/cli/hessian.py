@@ -20,7 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=positive_int, default=5, help="number of eigenvalues")
     p.add_argument("--which", default="largest", choices=["largest", "smallest", "both"],
                    help="largest, smallest (most negative), or k of each")
-    p.add_argument("--method", default="lanczos", choices=["lanczos", "power"])
+    p.add_argument("--method", default="auto", choices=["auto", "lanczos", "block", "power"],
+                   help="auto: Lanczos, or block Lanczos when a block of products costs enough less per vector "
+                        "(landscape.hessian.eigenvalues)")
     p.add_argument("--tol", type=positive_float, default=1e-6, help="relative accuracy asked of each eigenvalue")
     p.add_argument("--max-iter", type=positive_int, default=None,
                    help="most Hessian-vector products (Lanczos: total; power: per eigenvalue)")
