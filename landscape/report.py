@@ -38,6 +38,8 @@ import torch
 from torch import nn
 
 from .errors import LandscapeError
+from .registries import register
+from .filewrite import write_text_atomic
 from .jsonfile import read_json, write_json_atomic
 
 AXES = ("batch_size", "weight_decay")
@@ -115,7 +117,8 @@ def _weight_norm(model: nn.Module, data: Any, s: Mapping) -> tuple[float, None]:
 
 
 CURVATURE_UNIT = "nats/w²"  # second derivative of a cross-entropy in nats per squared weight unit
-MEASURES: dict[str, Measure] = {m.name: m for m in [
+MEASURES: dict[str, Measure] = {}
+for _measure in [
     Measure("top_eig", _top_eig, "largest Hessian eigenvalue (Lanczos)", {"tol": 1e-4, "seed": 0}, "hessian",
             CURVATURE_UNIT),
     Measure("trace", _trace, "Hessian trace (Hutchinson, with standard error)",
@@ -129,7 +132,9 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
     Measure("adaptive", _adaptive, "adaptive worst-case sharpness (Kwon et al.): loss rise", {}, "sharpness",
             "nats"),
     Measure("weight_norm", _weight_norm, "L2 norm of all parameters (a norm-based baseline)", {}, None, "w"),
-]}
+]:
+    register(MEASURES, _measure.name, _measure, "report measure")
+del _measure
 ALIASES = {"pacbayes": "pacbayes_flatness"}  # the name reports used before it said which PAC-Bayes quantity
 DEFAULT_MEASURES = ("top_eig", "trace", "keskar", "pacbayes_flatness")
 # Units of the report's own columns: errors as fractions of the set, cross-entropy in nats.
@@ -633,21 +638,13 @@ class Report:
         writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(path, buf.getvalue())
 
     def save(self, out_dir: str | os.PathLike) -> dict[str, Path]:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"csv": self.to_csv(out / "report.csv"), "runs_csv": self.to_csv(out / "report_runs.csv", True)}
-        md = out / "report.md"
-        tmp = md.with_name(f".{md.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.to_markdown())
-        os.replace(tmp, md)
-        paths["markdown"] = md
+        paths["markdown"] = write_text_atomic(out / "report.md", self.to_markdown())
         paths["json"] = write_json_atomic(out / "report.json", self.to_dict())
         if self.tracks:  # lambda_max over training for every tracked run on one axis, against its 2/lr
             from .track import draw_track
