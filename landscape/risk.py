@@ -345,7 +345,6 @@ class EmpiricalRisk:
         self._need_params()
         k = V.shape[0]
         V = V.to(device=self.device, dtype=torch.float64)
-        bounds = np.cumsum([0] + self.sizes).tolist()
         vectors = [self.split(v) for v in V]  # once, not per batch: each is a cast to the parameters' dtype
         out = torch.zeros((k, self.num_params), dtype=torch.float64, device=self.device)
         total = self.total_weight
@@ -353,21 +352,31 @@ class EmpiricalRisk:
             for b in self.batches:
                 loss = self.loss_fn(self.outputs(b), b.target) * (b.weight / total)
                 grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
-                # Unused parameters (a head the loss never reaches) have zero gradient and curvature.
-                used = [j for j, g in enumerate(grads) if g is not None and g.requires_grad]
-                if not used:
-                    continue
-                for i, vs in enumerate(vectors):
-                    hv = torch.autograd.grad([grads[j] for j in used], self.params,
-                                             grad_outputs=[vs[j] for j in used], allow_unused=True,
-                                             retain_graph=i < k - 1)
-                    for j, h in enumerate(hv):
-                        if h is not None:
-                            out[i, bounds[j]:bounds[j + 1]] += h.detach().reshape(-1).to(torch.float64)
+                self.add_products(grads, vectors, out, keep_graph=False)
         if self.weight_decay:
             out += self.weight_decay * V
         self.n_hvps += k
         return out
+
+    def add_products(self, grads: Sequence[torch.Tensor | None], vectors: Sequence[Sequence[torch.Tensor]],
+                     out: torch.Tensor, keep_graph: bool) -> None:
+        """Add one batch's ``H_b v_i`` into row ``i`` of ``out``: a second backward of its gradient ``grads``
+        (taken with ``create_graph``) per vector (``vectors[i]``: `split` of ``v_i``).
+
+        The last vector frees the batch's graph unless ``keep_graph`` (`hessian.RetainedProducts`
+        keeps it for the next products).
+        """
+        # Unused parameters (a head the loss never reaches) have zero gradient and curvature.
+        used = [j for j, g in enumerate(grads) if g is not None and g.requires_grad]
+        if not used:
+            return
+        bounds = np.cumsum([0] + self.sizes).tolist()
+        for i, vs in enumerate(vectors):
+            hv = torch.autograd.grad([grads[j] for j in used], self.params, grad_outputs=[vs[j] for j in used],
+                                     allow_unused=True, retain_graph=keep_graph or i < len(vectors) - 1)
+            for j, h in enumerate(hv):
+                if h is not None:
+                    out[i, bounds[j]:bounds[j + 1]] += h.detach().reshape(-1).to(torch.float64)
 
 
 def as_risk(model: Any, data: Any = None, **options: Any) -> EmpiricalRisk:

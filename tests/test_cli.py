@@ -95,3 +95,14 @@ def test_bias_dir_where_no_random_direction_is_drawn_is_refused(command, source,
     assert main([command, "--ckpt", "a.pt", "--ignore", "none", "--bias-dir", "weights", *source]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0] and "drop --bias-dir" in err[0], err
+
+
+def test_default_out_dir_keeps_the_runs_of_a_sweep_apart():
+    from pathlib import Path
+
+    from landscape.cli.common import default_out_dir
+
+    assert default_out_dir("runs/lm/bs16/model.pt") == Path("out/bs16")
+    assert default_out_dir("runs/lm/bs64/model.pt") == Path("out/bs64")
+    assert default_out_dir("model.pt") == default_out_dir("./model.pt") == Path("out/model")
+    assert default_out_dir("ckpts/small.pt") == Path("out/small")

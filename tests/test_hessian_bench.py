@@ -36,6 +36,11 @@ def test_bench_record(tmp_path, capsys):
     assert "machine_cpu" in rec
     assert rec["trace_probes"] == 8 and rec["trace_per_vector_s"] > 0 and rec["trace_blocked_s"] > 0
     assert rec["trace_rel_diff"] <= 1e-5   # same probes in blocks: float32 rounding only
+    for name in ("auto", "block", "block_plain"):  # paired per seed against the power iteration
+        assert len(rec[f"{name}_topk_time_ratio_iqr"]) == 2 and rec[f"{name}_topk_time_ratio"] > 0
+        assert rec[f"{name}_topk_rel_err"] <= 1e-4
+    assert rec["auto_solver"] == "lanczos" and rec["graphs_retained"] and rec["graph_bytes"] > 0
+    assert isinstance(rec["meets_topk_time"], bool)
     assert "PyHessian-style" in capsys.readouterr().out
 
 

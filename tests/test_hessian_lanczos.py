@@ -7,7 +7,7 @@ import torch
 
 from hessian_cases import HVP_BATCH, case
 from landscape.errors import LandscapeError
-from landscape.hessian import eigenvalues, lanczos
+from landscape.hessian import block_lanczos, eigenvalues, lanczos
 
 
 def spd_with_spectrum(values: np.ndarray, seed: int = 0) -> torch.Tensor:
@@ -119,3 +119,71 @@ def test_eigenvectors_and_model_mode_are_handed_back():
     assert np.all(actual < 1e-4)
     d = res.to_dict()
     assert "vectors" not in d and len(d["values"]) == 2 and d["n_hvps"] == res.n_hvps
+
+
+# ---------------------------------------------------------------- block Lanczos (issue 16)
+def _spectra():
+    rng = np.random.default_rng(3)
+    bulk = rng.uniform(-0.5, 2.0, 195)
+    return {"separated": np.concatenate([[40, 25, 18, 12, 9], bulk]),
+            "clustered": np.concatenate([[10, 10 - 1e-4, 10 - 2e-4, 9.99, 9.9], bulk]),
+            "repeated": np.concatenate([[7, 7, 7, 5, 5], bulk])}
+
+
+@pytest.mark.parametrize("name", ["separated", "clustered", "repeated"])
+@pytest.mark.parametrize("block_size", [1, 3, 4])
+def test_block_lanczos_on_known_spectra(name, block_size):
+    values = _spectra()[name]
+    A = spd_with_spectrum(values, seed=4)
+    exact = np.sort(values)
+    top = block_lanczos(lambda V: V @ A, len(values), k=5, block_size=block_size, tol=1e-12)
+    assert top.converged and top.n_iter < len(values)
+    np.testing.assert_allclose(top.values, exact[::-1][:5], rtol=1e-6)
+    assert np.all(np.abs(top.values - exact[::-1][:5]) <= np.maximum(top.residuals, 1e-12))  # rigorous bound
+    bottom = block_lanczos(lambda V: V @ A, len(values), k=2, block_size=block_size, which="smallest", tol=1e-12)
+    np.testing.assert_allclose(bottom.values, exact[:2], rtol=1e-6)
+
+
+def test_block_lanczos_repeated_eigenvalue_inside_one_block_and_vectors():
+    # Multiplicity 3 at the top: one block of 3 holds all copies from the first step.
+    values = np.concatenate([[6.0, 6.0, 6.0], np.linspace(0, 3, 57)])
+    A = spd_with_spectrum(values, seed=5)
+    run = block_lanczos(lambda V: V @ A, 60, k=4, block_size=3, tol=1e-12, return_vectors=True)
+    np.testing.assert_allclose(run.values, [6, 6, 6, 3], rtol=1e-10)
+    V = run.vectors
+    assert torch.allclose(V @ V.T, torch.eye(4, dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(A @ V.T, V.T * torch.from_numpy(run.values.copy()), atol=1e-8)
+
+
+def test_block_lanczos_exhausts_a_small_space_and_rejects_bad_arguments():
+    A = torch.diag(torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0], dtype=torch.float64))
+    run = block_lanczos(lambda V: V @ A, 5, k=5, block_size=2, tol=1e-12)
+    np.testing.assert_allclose(run.values, [5, 4, 3, 2, 1], atol=1e-12)
+    with pytest.raises(LandscapeError, match="block_size"):
+        block_lanczos(lambda V: V, 4, block_size=0)
+    with pytest.raises(LandscapeError, match="which"):
+        block_lanczos(lambda V: V, 4, which="both")
+
+
+@pytest.mark.parametrize("name", ["mlp", "convnet_bn"])
+def test_block_solver_matches_the_exact_hessian(name):
+    model, data, _, ev = case(name)
+    top = eigenvalues(model, data, k=5, method="block", block_size=3, tol=1e-10, batch_size=HVP_BATCH)
+    assert top.converged and top.settings["solver"] == "block"
+    assert np.all(np.abs(top.values - ev[::-1][:5]) <= 1e-6 * np.abs(ev[::-1][:5]))
+    bottom = eigenvalues(model, data, k=2, which="smallest", method="block", block_size=2, tol=1e-10,
+                         batch_size=HVP_BATCH)
+    assert np.all(np.abs(bottom.values - ev[:2]) <= 1e-6 * np.abs(ev[:2]))
+
+
+def test_auto_method_picks_the_solver_by_the_cost_of_a_product(monkeypatch):
+    import landscape.hessian as hessian
+
+    model, data, _, ev = case("mlp")
+    kept = eigenvalues(model, data, k=3, tol=1e-10, batch_size=HVP_BATCH)  # graphs fit: single-vector Lanczos
+    assert kept.settings["solver"] == "lanczos" and kept.settings["graphs_retained"] is True
+    np.testing.assert_allclose(kept.values, ev[::-1][:3], rtol=1e-6)
+    monkeypatch.setattr(hessian, "AUTO_BLOCK_FORWARD_SHARE", -1.0)  # any shared forward pays for blocks
+    blocked = eigenvalues(model, data, k=3, tol=1e-10, batch_size=HVP_BATCH, retain_bytes=0)
+    assert blocked.settings["solver"] == "block" and blocked.settings["graphs_retained"] is False
+    np.testing.assert_allclose(blocked.values, ev[::-1][:3], rtol=1e-6)

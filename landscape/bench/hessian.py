@@ -9,6 +9,12 @@ eigenvalues they are scored against come from a Lanczos run on a float64 copy of
 converged to ``1e-12``. scipy's
 ARPACK (``eigsh``) runs on the same operator for context.
 
+The top-k solvers are also timed side by side, per seed and in rotating order: the power
+iteration, our Lanczos, ``eigenvalues(method="auto")`` (what the library runs by default: Lanczos
+on gradient graphs kept between products, `RetainedProducts`, when they fit) and block Lanczos
+on retained and on plain blocked products; each time over the power iteration's of the same seed
+gives a paired ratio (median and IQR), next to each solver's error against the reference.
+
 One line times the trace: Hutchinson with ``TRACE_PROBES`` probes one product at a time against
 the same probes in blocks (`HessianOperator.mm`: one forward and first backward per data batch
 for a whole block), alternating which goes first per seed; the ratio is the median of the pairs.
@@ -123,6 +129,64 @@ def _seeded_runs(solve: Callable[[int], list], op, reference, seeds: range) -> d
             "seconds": float(np.median(secs))}
 
 
+PAIRED_LABELS = {"auto": "auto (eigenvalues, method='auto')", "block": "block Lanczos x2, retained graphs",
+                 "block_plain": "block Lanczos x4, plain blocked products"}
+
+
+def _paired_topk(op, k: int, reference, seeds: range, lanczos_runs: list) -> dict:
+    """Top-k by every solver once per seed, in turns (order rotated per seed), timed side by side.
+
+    ``power`` is the PyHessian-style loop on single products (``op.mv``: forward, first and second
+    backward per vector, as PyHessian computes them), ``lanczos`` our Lanczos on the same products,
+    ``auto`` what `landscape.hessian.eigenvalues` runs by default (``method="auto"``: it picks the
+    solver and whether to keep the gradient graphs, `RetainedProducts`; the choice and the graph
+    build are in its time; no float32 rounding check), ``block`` block Lanczos on retained
+    products and ``block_plain`` block Lanczos on the risk's blocked products. Each run's time is
+    divided by the power iteration's of the same seed; the median and IQR of those ratios are
+    reported.
+    """
+    from ..hessian import AUTO_BLOCK_SIZE, RetainedProducts, eigenvalues
+    from ..hessian.lanczos import block_lanczos, lanczos
+
+    chosen: dict = {}
+
+    def auto(seed: int):
+        res = eigenvalues(op.risk, k=k, method="auto", tol=LANCZOS_TOL_TOPK, seed=seed, check_rounding=False)
+        chosen.update(solver=res.settings["solver"], graphs_retained=res.settings["graphs_retained"])
+        return res.values
+
+    def block(seed: int):
+        with RetainedProducts(op.risk) as rp:
+            values = block_lanczos(rp.mm, op.num_params, k=k, block_size=AUTO_BLOCK_SIZE, tol=LANCZOS_TOL_TOPK,
+                                   seed=seed).values
+            chosen["graph_bytes"] = rp.graph_bytes if rp.retained else 0
+        return values
+
+    def single(seed: int):
+        lanczos_runs.append(lanczos(op.mv, op.num_params, k=k, tol=LANCZOS_TOL_TOPK, seed=seed))
+        return lanczos_runs[-1].values
+
+    solvers = {"power": lambda sd: pyhessian_power(op.mv, op.num_params, k, seed=sd), "lanczos": single, "auto": auto,
+               "block": block,
+               "block_plain": lambda sd: block_lanczos(op.mm, op.num_params, k=k, block_size=4, tol=LANCZOS_TOL_TOPK,
+                                                       seed=sd).values}
+    per: dict[str, list] = {name: [] for name in solvers}
+    names = list(solvers)
+    for i, seed in enumerate(seeds):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            per[name].append(_seeded_runs(solvers[name], op, reference, range(seed, seed + 1)))
+    out = {}
+    for name, runs in per.items():
+        secs = np.array([r["seconds"] for r in runs])
+        ratios = secs / np.array([r["seconds"] for r in per["power"]])
+        out[name] = {"hvps": float(np.mean([r["hvps"] for r in runs])), "hvps_each": [r["hvps_each"][0] for r in runs],
+                     "rel_err": float(max(r["rel_err"] for r in runs)), "seconds": float(np.median(secs)),
+                     "time_ratio": float(np.median(ratios)),
+                     "time_ratio_iqr": [float(q) for q in np.percentile(ratios, [25, 75])]}
+    out["auto"].update(chosen)
+    return out
+
+
 def _trace_pair(op, seeds: range) -> dict:
     """Seconds of Hutchinson per probe vs in blocks, interleaved per seed (same probes, same value)."""
     from ..hessian.trace import DEFAULT_BLOCK_SIZE, hutchinson
@@ -174,13 +238,8 @@ def run(args: argparse.Namespace) -> dict:
     lz1 = _seeded_runs(lambda sd: lanczos(op.mv, n, k=1, tol=PYHESSIAN_TOL, seed=sd).values, op, reference, seeds)
     pw1 = _seeded_runs(lambda sd: pyhessian_power(op.mv, n, 1, seed=sd), op, reference, seeds)
     lzk_runs: list = []  # kept whole: the oracle column reads their tridiagonals
-
-    def top_k(seed: int):
-        lzk_runs.append(lanczos(op.mv, n, k=k, tol=LANCZOS_TOL_TOPK, seed=seed))
-        return lzk_runs[-1].values
-
-    lzk = _seeded_runs(top_k, op, reference, seeds)
-    pwk = _seeded_runs(lambda sd: pyhessian_power(op.mv, n, k, seed=sd), op, reference, seeds)
+    paired = _paired_topk(op, k, reference, seeds, lzk_runs)
+    lzk, pwk = paired.pop("lanczos"), paired.pop("power")
     oracle = [oracle_stop(run, reference, pwk["rel_err"] / 100) for run in lzk_runs]
     v0 = np.random.default_rng(0).standard_normal(n)
     ar = _seeded_runs(lambda sd: eigsh(op, k=k, which="LA", v0=v0, return_eigenvectors=False), op, reference, range(1))
@@ -206,8 +265,16 @@ def run(args: argparse.Namespace) -> dict:
     out["meets_topk"] = bool(out["hvp_ratio_topk"] <= 0.2 and out["error_ratio_topk"] <= 0.01)
     out["meets_top1"] = bool(lz1["rel_err"] <= 1e-3 and lz1["hvps"] <= pw1["hvps"])
 
+    for name, r in paired.items():
+        out.update({f"{name}_topk_hvps": r["hvps"], f"{name}_topk_rel_err": r["rel_err"], f"{name}_topk_s": r["seconds"],
+                    f"{name}_topk_time_ratio": r["time_ratio"], f"{name}_topk_time_ratio_iqr": r["time_ratio_iqr"],
+                    f"{name}_topk_error_ratio": r["rel_err"] / max(pwk["rel_err"], 1e-300)})
+    auto = paired["auto"]
+    out.update(auto_solver=auto["solver"], graphs_retained=auto["graphs_retained"], graph_bytes=auto["graph_bytes"])
+    out["meets_topk_time"] = bool(out["auto_topk_time_ratio"] <= 0.15 and out["auto_topk_error_ratio"] <= 0.01)
     rows = [("Lanczos (ours), top-1, tol 1e-3", lz1), ("power (PyHessian-style), top-1", pw1),
             (f"Lanczos (ours), top-{k}, tol {LANCZOS_TOL_TOPK:g}", lzk), (f"power (PyHessian-style), top-{k}", pwk),
+            *[(f"{PAIRED_LABELS[name]}, top-{k}", r) for name, r in paired.items()],
             (f"scipy eigsh (ARPACK), top-{k}, 1 run", ar)]
     print(f"Hessian solvers: {model_name} on {dataset} ({op.num_samples} samples), {n:,} parameters; "
           f"reference top-{k} from float64 Lanczos to 1e-12 ({ref_hvps} HVPs): " + ", ".join(f"{v:.6g}" for v in reference))
@@ -223,6 +290,14 @@ def run(args: argparse.Namespace) -> dict:
               f"iteration's ({pwk['rel_err'] / 100:.1e}) would use {out['oracle_topk_hvps']:.1f} HVPs "
               f"({', '.join(map(str, oracle))}): {out['oracle_ratio_topk']:.3f}x the power iteration's; the "
               f"stopping rule spends {lzk['hvps'] / out['oracle_topk_hvps']:.2f}x the oracle's")
+    for name, r in paired.items():
+        print(f"{PAIRED_LABELS[name]}: time / power's, paired per seed: median {r['time_ratio']:.3f} (IQR "
+              f"{r['time_ratio_iqr'][0]:.3f}-{r['time_ratio_iqr'][1]:.3f}), error {r['rel_err']:.1e} "
+              f"({pwk['rel_err'] / max(r['rel_err'], 1e-300):.0f}x below power's)")
+    kept = f"gradient graphs kept ({out['graph_bytes'] / 2 ** 20:.0f} MiB)" if out["graphs_retained"] else \
+        "gradient graphs not kept"
+    print(f"top-{k} target (<= 0.15x power's time at >= 100x lower error) by method='auto' "
+          f"({out['auto_solver']}, {kept}): {'met' if out['meets_topk_time'] else 'not met'}")
     print(f"trace, Hutchinson {TRACE_PROBES} probes: {tr['trace_per_vector_s']:.3f} s one product per probe, "
           f"{tr['trace_blocked_s']:.3f} s in blocks of {tr['trace_block_size']} (median paired ratio "
           f"{tr['trace_time_ratio']:.2f}, values agree to {tr['trace_rel_diff']:.0e})")

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import LandscapeError
+from ..registries import register
 from ..imports import accepted_kwargs, call_factory, check_kwargs, is_import_path, resolve
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -25,8 +26,10 @@ def register_model(fn: Callable[..., nn.Module] | str | None = None, *, name: st
     """Decorator: add a constructor to the registry under its function name, or a name you give.
 
     All of ``@register_model``, ``@register_model("name")`` and ``@register_model(name="name")`` work.
-    ``formerly``: names this model was saved under before it was renamed, so a checkpoint that names
-    one but does not fit it is told which model it does fit (`renamed_from`).
+    A name taken by another constructor is refused (`landscape.registries`); the same definition
+    again (a re-run notebook cell) replaces it. ``formerly``: names this model was saved under before
+    it was renamed, so a checkpoint that names one but does not fit it is told which model it does
+    fit (`renamed_from`).
     """
     if isinstance(fn, str):  # @register_model("name")
         fn, name = None, fn
@@ -36,9 +39,11 @@ def register_model(fn: Callable[..., nn.Module] | str | None = None, *, name: st
     def wrap(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if not callable(f):
             raise LandscapeError(f"register_model decorates a class or function, not a {type(f).__name__}")
-        _REGISTRY[name or f.__name__] = f
+        register(_REGISTRY, name or f.__name__, f, "model")
         for old in formerly:
-            _FORMERLY.setdefault(old, []).append(name or f.__name__)
+            known = _FORMERLY.setdefault(old, [])
+            if (name or f.__name__) not in known:  # a re-run notebook cell registers it again
+                known.append(name or f.__name__)
         return f
     return wrap(fn) if fn is not None else wrap
 
