@@ -228,7 +228,8 @@ def _shape_misfit(net: nn.Module, state: Mapping[str, torch.Tensor]) -> str | No
     live = net.state_dict()
     for name, tensor in state.items():
         if name in live and tuple(tensor.shape) != tuple(live[name].shape):
-            return f"tensor {name!r} has shape {tuple(tensor.shape)} in the file, {tuple(live[name].shape)} in the model"
+            return (f"tensor {name!r} has shape {tuple(tensor.shape)} in the file, {tuple(live[name].shape)} in "
+                    "the model")
     return None
 
 

@@ -7,3 +7,8 @@ and keeps its traceback.
 
 class LandscapeError(ValueError):
     """Bad input or environment: the message says what is wrong and what to do."""
+
+
+class EchoedError(LandscapeError):
+    """Under MPI, another rank's error raised on this rank so that it stops too. Rank 0 prints the
+    message; the CLI prints nothing for an echo, so a refusal is one line, not one per rank."""

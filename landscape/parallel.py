@@ -12,8 +12,6 @@ import os
 from collections import deque
 from typing import Any, Callable, Mapping, Sequence
 
-import torch
-
 _MPI_ENV = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "SLURM_PROCID_MPI")
 _TAG_REQUEST, _TAG_RESULT, _TAG_WORK = 1, 2, 3
 _PREFETCH = 2
@@ -22,6 +20,17 @@ _PREFETCH = 2
 def launched_by_mpi() -> bool:
     """True under mpirun/mpiexec/srun-with-PMI; plain runs never import mpi4py."""
     return any(k in os.environ for k in _MPI_ENV)
+
+
+def launch_rank() -> int:
+    """This process's rank as the launcher set it (0 outside MPI), readable before MPI starts."""
+    for key in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"):
+        if key in os.environ:
+            try:
+                return int(os.environ[key])
+            except ValueError:
+                pass
+    return 0
 
 
 def get_comm() -> Any | None:
@@ -54,6 +63,8 @@ def local_rank(comm: Any | None) -> int:
 
 def rank_device(comm: Any | None, requested: str | None = None) -> str:
     """``cuda:(local_rank % n_gpus)`` when CUDA is present, else CPU (or what the user asked)."""
+    import torch
+
     if requested and requested != "cuda":
         return requested
     if torch.cuda.is_available():
@@ -67,12 +78,12 @@ def rank_device(comm: Any | None, requested: str | None = None) -> str:
 
 def on_root(comm: Any | None, fn: Callable[[], Any]) -> Any:
     """Run ``fn`` on rank 0 only and return its result on every rank; a `LandscapeError` it raises
-    is raised on every rank.
+    is raised on every rank (on ranks other than 0 as an `EchoedError`: rank 0 prints it).
 
     A check or file write that one process does must not leave the other ranks waiting forever
     for a broadcast that never comes when it fails: they all stop with the same one-line error.
     """
-    from .errors import LandscapeError
+    from .errors import EchoedError, LandscapeError
 
     error = result = None
     if rank_of(comm) == 0:
@@ -83,12 +94,40 @@ def on_root(comm: Any | None, fn: Callable[[], Any]) -> Any:
     if comm is not None:
         error, result = comm.bcast((error, result), root=0)
     if error:
-        raise LandscapeError(error)
+        raise LandscapeError(error) if rank_of(comm) == 0 else EchoedError(error)
     return result
+
+
+def on_every_rank(comm: Any | None, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on every rank (checks each rank makes of its own input); if any rank fails, every
+    rank raises: rank 0 its own error, or the first failing rank's, named; the others an `EchoedError`,
+    which the CLI does not print, so one refusal is one line, not one per rank.
+
+    Every rank must reach this call (it gathers), as every rank runs the same checks in the same order.
+    """
+    from .errors import EchoedError, LandscapeError
+
+    if comm is None:
+        return fn()
+    error = result = None
+    try:
+        result = fn()
+    except LandscapeError as e:
+        error = str(e)
+    errors = comm.allgather(error)
+    failed = [(r, e) for r, e in enumerate(errors) if e]
+    if not failed:
+        return result
+    if rank_of(comm) != 0:
+        raise EchoedError(failed[0][1])
+    rank, message = failed[0]
+    raise LandscapeError(message if rank == 0 else f"(rank {rank}) {message}")
 
 
 def configure_threads(comm: Any | None, threads: int | None = None) -> int:
     """One torch thread per rank under MPI (ranks share the cores), torch's default otherwise."""
+    import torch
+
     if threads is None:
         env = os.environ.get("LANDSCAPE_THREADS")
         threads = int(env) if env else (1 if comm is not None else None)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import mpirun_path, run_cli
-from landscape.errors import LandscapeError
-from landscape.parallel import chunk_size, on_root, run_points
+from landscape.errors import EchoedError, LandscapeError
+from landscape.parallel import chunk_size, on_every_rank, on_root, run_points
 from landscape.surface import load_surface
 
 GRID = ["--x", "-1:1:9", "--y", "-1:1:7", "--samples", "300", "--no-progress", "--threads", "1"]
@@ -66,6 +66,56 @@ def test_on_root_error_reaches_every_rank_and_none_hangs():
     assert r.returncode == 0, r.stderr[-2000:]
     # (the two ranks' lines may interleave on the shared stdout, so count rather than split)
     assert r.stdout.count("only rank 0 saw this") == 2 and "rank 0: " in r.stdout and "rank 1: " in r.stdout
+
+
+class GatheringComm:
+    """What ``allgather`` returns on one rank of a world whose ranks raised ``errors`` (None: passed)."""
+
+    def __init__(self, rank, errors):
+        self.rank, self.errors = rank, errors
+
+    def Get_rank(self):
+        return self.rank
+
+    def allgather(self, mine):
+        assert mine == self.errors[self.rank]
+        return list(self.errors)
+
+
+@pytest.mark.parametrize("errors, rank0, others", [
+    (["bad --out", "bad --out"], "bad --out", "bad --out"),  # everyone refuses: rank 0 says it, the rest echo
+    ([None, "no such file"], "(rank 1) no such file", "no such file"),  # only rank 1: rank 0 says it, named
+    (["mine", "theirs"], "mine", "mine"),
+])
+def test_on_every_rank_one_refusal_printed_by_rank_0(errors, rank0, others):
+    def check(rank):
+        def fn():
+            if errors[rank]:
+                raise LandscapeError(errors[rank])
+            return "job"
+        return fn
+    with pytest.raises(LandscapeError) as e:
+        on_every_rank(GatheringComm(0, errors), check(0))
+    assert str(e.value) == rank0 and not isinstance(e.value, EchoedError)
+    for rank in range(1, len(errors)):
+        with pytest.raises(EchoedError, match=others):  # the CLI prints nothing for these
+            on_every_rank(GatheringComm(rank, errors), check(rank))
+    assert on_every_rank(GatheringComm(1, [None, None]), lambda: "job") == on_every_rank(None, lambda: "job") == "job"
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(mpirun_path() is None, reason="no mpirun on PATH")
+@pytest.mark.parametrize("args, fragment", [
+    (["--seed", "-1"], "argument --seed: expected a seed"),  # the parser, on every rank
+    (["--dir-file", "missing.h5"], "--dir-file 'missing.h5' does not exist"),  # the job's checks, on every rank
+    (["--ckpt", "/dev/null"], "cannot read /dev/null as a checkpoint"),  # rank 0's pilot
+])
+def test_mpirun_refusal_is_one_line_not_one_per_rank(tmp_path, trained_ckpt, args, fragment):
+    cmd = ["surface", "--ckpt", str(trained_ckpt), "--x", "-1:1:3", "--no-progress", "--out", str(tmp_path), *args]
+    r = subprocess.run([mpirun_path(), "-n", "2", sys.executable, "-m", "landscape", *cmd], capture_output=True,
+                       text=True, timeout=300, cwd=tmp_path, env={**os.environ, "MPLBACKEND": "Agg"})
+    assert r.returncode == 2
+    assert r.stderr.count(fragment) == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 @pytest.mark.mpi

@@ -31,8 +31,11 @@ class LandscapeParser(argparse.ArgumentParser):
         self._negative_number_matcher = re.compile(r"^-\d*\.?\d+([eE][-+]?\d+)?(:[-+]?[\d.eE+-]*)*$")
 
     def error(self, message: str):
-        """One line (argparse prints the whole usage block first): what is wrong, and where the help is."""
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        """One line (argparse prints the whole usage block first): what is wrong, and where the help is.
+        Under mpirun only rank 0 says it: every rank parses the same command line the same way."""
+        from ..parallel import launch_rank
+
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n" if launch_rank() == 0 else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +66,7 @@ def flag_message(message: str, args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..errors import LandscapeError
+    from ..errors import EchoedError, LandscapeError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -73,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except LandscapeError as e:
-        print(f"landscape {args.command}: error: {flag_message(str(e), args)}", file=sys.stderr)
+        if not isinstance(e, EchoedError):  # under MPI, an echo of what rank 0 prints
+            print(f"landscape {args.command}: error: {flag_message(str(e), args)}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
         print(f"landscape {args.command}: error: no such file: {e.filename or e}", file=sys.stderr)

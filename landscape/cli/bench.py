@@ -5,8 +5,8 @@ import argparse
 import importlib
 import json
 
-from .common import (DATA_HELP, add_dataset_arg, add_model_arg, check_output_file, device, non_negative_float,
-                     positive_int, require_device)
+from .common import (DATA_HELP, add_dataset_arg, add_model_arg, check_output_file, device, grid_side,
+                     non_negative_float, positive_int, require_device)
 
 HELP = ("benchmark the surface evaluator (against the older tool's loop: --baseline ll), the Hessian solvers "
         "(--hessian) or the shift kernel (--op shift)")
@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", default=None,
                    help="with --hessian: measure this checkpoint instead of training the default model first")
     p.add_argument("--data-root", default=None)
-    p.add_argument("--grid", type=positive_int, default=21, help="grid side: GRID x GRID points")
+    p.add_argument("--grid", type=grid_side, default=21, help="grid side: GRID x GRID points")
     p.add_argument("--samples", type=positive_int, default=None, help="samples per point (default: all)")
     p.add_argument("--rtol", type=non_negative_float, default=0.02, help="rtol of the adaptive-precision comparison (0 skips it)")
     p.add_argument("--k", type=positive_int, default=5, help="eigenvalues for --hessian")

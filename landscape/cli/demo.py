@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import bounded, check_output_dir, seed
+from .common import check_output_dir, grid_side, seed
 
 HELP = "train small- and large-batch convnets on digits and draw their landscapes (a few minutes on a CPU)"
 
@@ -11,8 +11,7 @@ HELP = "train small- and large-batch convnets on digits and draw their landscape
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo", help="output directory (reruns resume)")
     p.add_argument("--seed", type=seed, default=0)
-    # grid x grid points, at most landscape.surface.MAX_POINTS (10M; not imported here: it pulls in torch)
-    p.add_argument("--grid", type=bounded(int, 1, 3162), default=21, help="2D grid side")
+    p.add_argument("--grid", type=grid_side, default=21, help="2D grid side")
     p.add_argument("--format", nargs="+", default=["png"], choices=["png", "pdf"])
     p.add_argument("--no-progress", action="store_true")
 

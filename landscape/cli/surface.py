@@ -78,11 +78,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def announce_plan(args: argparse.Namespace, job) -> bool:
     """Print the job's planned work and estimated time (rank 0); True when --dry-run says to stop."""
     from ..cost import announce, surface_plan
-    from ..parallel import get_comm, rank_of
+    from ..parallel import get_comm, on_root
 
     comm = get_comm()
-    if rank_of(comm) == 0:
-        announce(lambda: surface_plan(job, workers=comm.Get_size() if comm is not None else 1), args.dry_run)
+    # on rank 0; the others wait for it, so a checkpoint its pilot refuses is one line, not one per rank
+    on_root(comm, lambda: announce(lambda: surface_plan(job, workers=comm.Get_size() if comm is not None else 1),
+                                   args.dry_run))
     return args.dry_run
 
 
@@ -113,6 +114,13 @@ def bias_dir_option(args: argparse.Namespace) -> str:
 
 
 def job_from_args(args: argparse.Namespace):
+    """The SurfaceJob of the command line, checked on every rank; a refusal is one line under mpirun too."""
+    from ..parallel import get_comm, on_every_rank
+
+    return on_every_rank(get_comm(), lambda: _job_from_args(args))
+
+
+def _job_from_args(args: argparse.Namespace):
     import numpy as np
 
     from ..errors import LandscapeError
