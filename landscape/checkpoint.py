@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .errors import LandscapeError
+from .filewrite import atomic_path
 from .models import build_model, list_models
 
 FORMAT = "landscape-checkpoint"
@@ -105,9 +106,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: Mapping | N
            "model_args": _plain(spec["args"]) if spec else {},
            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
            "meta": _plain(meta)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
     return path
 
 

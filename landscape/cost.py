@@ -258,9 +258,10 @@ def hessian_plan(op: Any, data: Any, *, ends: Sequence[str], k: int, method: str
     n = op.num_samples
     parts = []
     for which in ends:
-        if method == "lanczos":
+        if method != "power":  # lanczos, block, or auto (which runs one of the two)
             typical, cap = lanczos_steps(k, which, op.num_params, max_iter)
-            parts.append(Part(f"{which} {k} eigenvalues (Lanczos)", typical, n, "hvp", hvp,
+            solver = "block Lanczos" if method == "block" else "Lanczos"
+            parts.append(Part(f"{which} {k} eigenvalues ({solver})", typical, n, "hvp", hvp,
                               note=f"stops at convergence: typically about {typical}, at most {cap}"))
         else:
             cap = max_iter if max_iter is not None else 1000

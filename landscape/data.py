@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .errors import LandscapeError
-from .jsonfile import atomic_path
+from .filewrite import atomic_path
 
 DataSpec = Union[Dataset, DataLoader, "tuple[torch.Tensor, torch.Tensor]"]
 SPLITS = ("train", "test")
@@ -84,8 +84,8 @@ def _load_mnist1d(split: str, root: Path | None) -> tuple[np.ndarray, np.ndarray
         from mnist1d.data import get_dataset_args, make_dataset
 
         d = make_dataset(get_dataset_args())  # local generation, seed fixed by the defaults
-        with atomic_path(path) as tmp:
-            np.savez(tmp, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file: np.savez would append .npz to a name
+            np.savez(f, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
     d = np.load(path)
     x, y = (d["x"], d["y"]) if split == "train" else (d["x_test"], d["y_test"])
     return x.astype(np.float32).reshape(-1, 1, x.shape[-1]), y.astype(np.int64)
@@ -145,8 +145,8 @@ def _load_pysrc(split: str, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
             pick = np.sort(np.random.default_rng(0).permutation(len(windows))[:size])
             arrays[name] = windows[pick]
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            np.savez(tmp, fingerprint=np.array(fingerprint), files=np.array([f.name for f in files]), **arrays)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, fingerprint=np.array(fingerprint), files=np.array([f.name for f in files]), **arrays)
     windows = np.load(path)[split].astype(np.int64)
     return windows[:, :-1], windows[:, 1:]
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from .data import DataSpec
 from .errors import LandscapeError
-from .losses import LossSpec, correct_count, float_targets
+from .losses import IGNORE_INDEX, LossSpec, correct_count, float_targets
 from .risk import PRECISIONS, EmpiricalRisk, check_precision, eval_mode, precision_context, resolve_device
 
 DEFAULT_BATCH_SIZE = 256
@@ -26,12 +26,25 @@ __all__ = ["Evaluator", "AdaptiveEvaluator", "evaluate", "eval_mode", "resolve_d
 
 
 def per_sample_loss(loss: LossSpec) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
-    """Unreduced version of a named loss (for standard errors); None for user callables."""
+    """Each sample's loss summed over its counted targets (for standard errors); None for user callables.
+
+    A batch's mean loss is ``per_sample(out, y).sum() / count_targets(y)``: one loss per sample for
+    class targets (0 where the target is `IGNORE_INDEX`), and for tokens ``(B, T, V)`` with ``(B, T)``
+    the sum over the sequence's counted tokens, so that a dataset mean weighs tokens, not sequences.
+    """
     if loss == "crossentropy":
-        return lambda out, y: F.cross_entropy(out, y, reduction="none")
+        return _per_sample_cross_entropy
     if loss == "mse":
         return lambda out, y: ((out - float_targets(out, y)) ** 2).reshape(len(out), -1).mean(dim=1)
     return None
+
+
+def _per_sample_cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if out.dim() >= 3 and y.dim() == out.dim() - 1 and not y.is_floating_point():  # tokens: classes last
+        per_token = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), ignore_index=IGNORE_INDEX,
+                                    reduction="none")
+        return per_token.reshape(len(y), -1).sum(dim=1)
+    return F.cross_entropy(out, y, ignore_index=IGNORE_INDEX, reduction="none")
 
 
 class Evaluator:
@@ -70,8 +83,11 @@ class AdaptiveEvaluator(Evaluator):
     at the centre is a control variate: its mean over *all* samples is known exactly, and
     per-sample losses at nearby points are strongly correlated with it, so the regression
     estimator ``mean(l) - b (mean(c) - mean_all(c))`` reaches the same precision with several
-    times fewer samples (its variance is ``var(l) (1 - rho^2)``). Token outputs ``(B, T, V)``
-    count each batch's mean as one observation carrying its counted tokens.
+    times fewer samples (its variance is ``var(l) (1 - rho^2)``). Each sample's observation is its
+    loss summed over its counted targets (`per_sample_loss`) divided by the mean count per sample
+    over the whole data, which the targets fix in advance: the population mean of that is the
+    dataset loss per counted target, so token outputs ``(B, T, V)`` with padding are weighed by
+    tokens, as `evaluate` weighs them, and still get per-sequence standard errors and the control.
     """
 
     default_batch_size = 128
@@ -84,27 +100,26 @@ class AdaptiveEvaluator(Evaluator):
             raise LandscapeError(f"rtol must be positive, got {rtol}")
         self.rtol, self.min_samples, self.seed = float(rtol), int(min_samples), int(seed)
         self.per_sample = per_sample_loss(loss)
+        self._per_target: float | None = None
         self.control: torch.Tensor | None = None
         self.control_mean = 0.0
         super().__init__(model, data, loss, batch_size, device, precision, channels_last, shuffle=True, seed=seed,
                          **options)
 
-    def _per_sample(self, out: torch.Tensor):
-        return self.per_sample if self.per_sample is not None and out.dim() <= 2 else None
+    def _observations(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-sample observations whose mean over the whole data is the dataset loss (class docstring)."""
+        if self._per_target is None:  # counted targets per sample, over all the data: fixed by the targets
+            self._per_target = (self.risk.total_weight or 1) / self.n  # (none counted: every loss is 0)
+        return self.per_sample(out, target).double().cpu() / self._per_target
 
     @torch.inference_mode()
     def set_control(self) -> None:
         """Record every sample's loss at the model's current weights as the control variate."""
         if self.per_sample is None:
             return
-        parts = []
         with eval_mode(self.model), precision_context(self.precision, self.device):
-            for b in self.batches:
-                out = self.risk.outputs(b).float()
-                if self._per_sample(out) is None:
-                    return
-                parts.append(self.per_sample(out, b.target).double().cpu())
-        self.control = torch.cat(parts)
+            self.control = torch.cat([self._observations(self.risk.outputs(b).float(), b.target)
+                                      for b in self.batches])
         self.control_mean = float(self.control.mean())
 
     @torch.inference_mode()
@@ -117,12 +132,11 @@ class AdaptiveEvaluator(Evaluator):
         with eval_mode(self.model), precision_context(self.precision, self.device):
             for b in self.batches:
                 out = self.risk.outputs(b).float()
-                per_sample = self._per_sample(out)
-                if per_sample is not None:
-                    ls = per_sample(out, b.target).double().cpu()
+                if self.per_sample is not None:
+                    ls = self._observations(out, b.target)
                     cs = self.control[n:n + len(b.target)] if self.control is not None else None
                     stats.add(ls, cs)
-                else:  # user loss or tokens: each batch mean is one observation
+                else:  # a user's loss: each batch mean is one observation
                     stats.add(self.loss_fn(out, b.target).double().cpu().reshape(1), None, weight=b.weight)
                 n += len(b.target)
                 weight += b.weight

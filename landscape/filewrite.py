@@ -11,8 +11,9 @@ from __future__ import annotations
 import errno
 import io
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .errors import LandscapeError
 
@@ -40,29 +41,46 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _remove_quietly(path: Path) -> None:
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to; it replaces ``path`` when the block ends without an
+    exception and is removed otherwise: the one way files here are written whole.
+
+    The name is ``.NAME.PID.tmp`` (hidden, per process, recognisably temporary). Errors pass through
+    as they are; `write_bytes_atomic` turns them into one line. Writers that append a suffix to a
+    path (``np.savez``) must be given an open file instead.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        os.unlink(path)
-    except OSError:
-        pass
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, then: str = "then rerun the same command") -> Path:
     """Replace ``path`` with ``data`` in one step, or raise `write_error` leaving it as it was."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            write_all(fd, data)
-        finally:
-            os.close(fd)  # some file systems (NFS) report a failed write only here
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                write_all(fd, data)
+            finally:
+                os.close(fd)  # some file systems (NFS) report a failed write only here
     except OSError as e:
-        _remove_quietly(tmp)
         raise write_error(path, e, then) from None
-    return path
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8",
+                      then: str = "then rerun the same command") -> Path:
+    """`write_bytes_atomic` for text (reports, pages, VTK files)."""
+    return write_bytes_atomic(path, text.encode(encoding), then)
 
 
 def h5_image(fill: Callable) -> bytes:

@@ -1,8 +1,8 @@
 """JSON records that are either whole or absent.
 
 Training logs, sweep records and measure caches are read back to decide what to skip on a
-rerun, so a run killed mid-write must never leave half a file: write a temporary file next to
-the target and ``os.replace`` it (atomic on POSIX and Windows).
+rerun, so a run killed mid-write must never leave half a file: they go through
+`filewrite.atomic_path` (a temporary file beside the target, then ``os.replace``).
 """
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import json
 import math
 import os
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
+
+from .filewrite import atomic_path
 
 
 def jsonable(value: Any) -> Any:
@@ -38,20 +39,6 @@ def _finite_or_none(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite_or_none(v) for v in value]
     return value
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary name beside ``path`` (same suffix) to write to; it replaces ``path`` when the block
-    ends without an exception and is removed otherwise: the one way files here are written whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:

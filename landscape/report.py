@@ -38,6 +38,8 @@ import torch
 from torch import nn
 
 from .errors import LandscapeError
+from .registries import register
+from .filewrite import write_text_atomic
 from .jsonfile import read_json, write_json_atomic
 
 AXES = ("batch_size", "weight_decay")
@@ -115,7 +117,8 @@ def _weight_norm(model: nn.Module, data: Any, s: Mapping) -> tuple[float, None]:
 
 
 CURVATURE_UNIT = "nats/w²"  # second derivative of a cross-entropy in nats per squared weight unit
-MEASURES: dict[str, Measure] = {m.name: m for m in [
+MEASURES: dict[str, Measure] = {}
+for _measure in [
     Measure("top_eig", _top_eig, "largest Hessian eigenvalue (Lanczos)", {"tol": 1e-4, "seed": 0}, "hessian",
             CURVATURE_UNIT),
     Measure("trace", _trace, "Hessian trace (Hutchinson, with standard error)",
@@ -129,7 +132,9 @@ MEASURES: dict[str, Measure] = {m.name: m for m in [
     Measure("adaptive", _adaptive, "adaptive worst-case sharpness (Kwon et al.): loss rise", {}, "sharpness",
             "nats"),
     Measure("weight_norm", _weight_norm, "L2 norm of all parameters (a norm-based baseline)", {}, None, "w"),
-]}
+]:
+    register(MEASURES, _measure.name, _measure, "report measure")
+del _measure
 ALIASES = {"pacbayes": "pacbayes_flatness"}  # the name reports used before it said which PAC-Bayes quantity
 DEFAULT_MEASURES = ("top_eig", "trace", "keskar", "pacbayes_flatness")
 # Units of the report's own columns: errors as fractions of the set, cross-entropy in nats.
@@ -421,6 +426,8 @@ class Report:
     n_boot: int = N_BOOT
     ci_level: float = CI_LEVEL
     tracks: dict[str, dict] = field(default_factory=dict)  # run -> its track.json (landscape track), where it has one
+    critical: Any = None  # `critical_batch.CriticalBatch` when the runs carry what it needs
+    critical_absent: str = ""  # else why not, in one sentence
 
     COLUMNS = ("train_error", "test_error", "error_gap", "loss_gap")
 
@@ -495,7 +502,16 @@ class Report:
             "outside_loss_band": [r["run"] for r in self.runs if not r["in_loss_band"]],
             "excluded": [r["run"] for r in self.excluded],
             "tracks": self.track_summary(),
+            "critical_batch": self.critical_summary(),
         }
+
+    def critical_summary(self) -> dict[str, Any]:
+        """Both estimates of the critical batch size with their intervals, or why they are absent."""
+        if self.critical is None:
+            return {"absent": self.critical_absent}
+        return {**self.critical.numbers(), "finding": self.critical.finding(),
+                "steps_to_result": "per batch size the fewest steps over learning rates and weight decays, "
+                                   "median over seeds (landscape.steps_to_result)"}
 
     def track_summary(self) -> dict[str, dict]:
         """Per tracked run: lambda_max at the end and at its peak against the edges, and the last B_simple."""
@@ -560,6 +576,12 @@ class Report:
                          f"{', '.join(out)}; their sharpness is not compared at the same loss (Jiang et al.)")
         return notes
 
+    def _critical_line(self) -> str:
+        if self.critical is None:
+            return f"not drawn: {self.critical_absent}"
+        return ("predicted by the gradient noise scale (McCandlish et al. 2018) against the end of perfect scaling "
+                f"measured by steps to result (Shallue et al. 2018): {self.critical.finding()}")
+
     @staticmethod
     def _plain(head: list[str], rows: list[list[str]]) -> str:
         widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
@@ -581,6 +603,7 @@ class Report:
                      f"({100 * self.ci_level:g}% bootstrap intervals)\n" + self._plain(*self._tau_table()))
         for note in self._caveats():
             text += f"\n\nnote: {note}"
+        text += f"\n\ncritical batch size: {self._critical_line()}"
         if self.excluded:
             text += f"\n\nexcluded (diverged): {', '.join(r['run'] for r in self.excluded)}"
         return text
@@ -600,6 +623,10 @@ class Report:
                                                  for m in self.measures) + "."]
         for note in self._caveats():
             parts += ["", f"**Note:** {note}."]
+        line = self._critical_line()
+        parts += ["", "## Critical batch size", "", line[0].upper() + line[1:] + "."]
+        if self.critical is not None:
+            parts += ["", "![](report_critical_batch.png)"]
         if self.excluded:
             parts += ["", f"Excluded (diverged): {', '.join(r['run'] for r in self.excluded)}."]
         return "\n".join(parts) + "\n"
@@ -611,21 +638,13 @@ class Report:
         writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(path, buf.getvalue())
 
     def save(self, out_dir: str | os.PathLike) -> dict[str, Path]:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"csv": self.to_csv(out / "report.csv"), "runs_csv": self.to_csv(out / "report_runs.csv", True)}
-        md = out / "report.md"
-        tmp = md.with_name(f".{md.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.to_markdown())
-        os.replace(tmp, md)
-        paths["markdown"] = md
+        paths["markdown"] = write_text_atomic(out / "report.md", self.to_markdown())
         paths["json"] = write_json_atomic(out / "report.json", self.to_dict())
         if self.tracks:  # lambda_max over training for every tracked run on one axis, against its 2/lr
             from .track import draw_track
@@ -635,14 +654,26 @@ class Report:
                         for r in order]
             paths["tracks"] = draw_track(labelled, out / "report_tracks",
                                          title="curvature and gradient noise over training (landscape track)")[0]
+        if self.critical is not None:
+            from .critical_batch import draw_critical
+            from .plot.canvas import save_figure
+
+            fig = draw_critical(self.critical, steps_label="fewest over lr and weight decay, median over seeds",
+                                right_title="noise scale over training (big dots: first step below the target, "
+                                            "± SE;\ngaps: |G|² below what the subset resolves)")
+            paths["critical_batch"] = save_figure(fig, out / "report_critical_batch")[0]
         return paths
 
 
 def build_report(runs_dir: str | os.PathLike, measures: Sequence[str | Measure] | str = DEFAULT_MEASURES, *,
                  data_root: str | None = None, samples: int | None = None, device: str | None = None,
                  recompute: bool = False, progress: bool = True, train_data: Any = None,
-                 test_data: Any = None) -> Report:
-    """Measure every final checkpoint under ``runs_dir`` (cached) and assemble the report."""
+                 test_data: Any = None, target_error: float | None = None) -> Report:
+    """Measure every final checkpoint under ``runs_dir`` (cached) and assemble the report.
+
+    The critical batch size (`landscape.critical_batch`) is read from the runs' ``history.json`` and
+    ``track.json`` at ``target_error`` (default: the target the runs were trained with).
+    """
     from tqdm.auto import tqdm
 
     resolved = resolve_measures(measures)
@@ -661,5 +692,39 @@ def build_report(runs_dir: str | os.PathLike, measures: Sequence[str | Measure] 
     from .track import TRACK_FILE
 
     tracks = {r["run"]: read_json(Path(r["path"]).parent / TRACK_FILE) for r in rows}
+    tracks = {k: v for k, v in tracks.items() if v}
+    critical, absent = _critical_batch(paths, tracks, target_error)
     return Report(runs=rows, measures=[m.name for m in resolved], excluded=excluded,
-                  units={m.name: m.unit for m in resolved}, tracks={k: v for k, v in tracks.items() if v})
+                  units={m.name: m.unit for m in resolved}, tracks=tracks, critical=critical, critical_absent=absent)
+
+
+def _critical_batch(paths: Sequence[Path], tracks: Mapping[str, dict], target_error: float | None) -> tuple[Any, str]:
+    """`critical_batch.critical_batch` over the runs' histories (steps to result) and tracks (B_simple),
+    or None and the reason it cannot be computed."""
+    from .critical_batch import critical_batch
+
+    histories = {p.parent.name: read_json(p.parent / "history.json") for p in paths}
+    histories = {k: h for k, h in histories.items() if h and h.get("history")}
+    if not histories:
+        return None, "no run has a history.json with measured test errors (train with landscape sweep or train --out)"
+    if target_error is None:
+        targets = sorted({h.get("meta", {}).get("target_error") for h in histories.values()} - {None})
+        if len(targets) != 1:
+            return None, (f"the runs were trained with different target errors ({', '.join(map(str, targets))})"
+                          if targets else "the runs were trained without a target test error") + \
+                "; pass landscape report --target-error E"
+        target_error = float(targets[0])
+    tracked: dict[int, list[dict]] = defaultdict(list)
+    for name, t in sorted(tracks.items()):
+        if name in histories and any("b_simple" in p for p in t.get("points", [])):
+            bs = t.get("run", {}).get("batch_size") or histories[name].get("meta", {}).get("batch_size")
+            tracked[int(bs)].append({"track": t, "history": histories[name]})
+    if not tracked:
+        return None, ("no run has a track.json with the gradient noise scale B_simple (train with --track-every N, "
+                      "or run landscape track RUN_DIR on a run's snapshots)")
+    records = [{"config": h.get("meta", {}), "curve": h["history"], "status": h.get("status")}
+               for h in histories.values()]
+    try:
+        return critical_batch(records, dict(sorted(tracked.items())), target_error), ""
+    except LandscapeError as e:
+        return None, str(e)

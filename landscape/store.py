@@ -45,6 +45,7 @@ class MeasureStore:
         else:
             self.old = {}
         self.parts: dict = dict(self.old)
+        self.reused: set[str] = set()  # parts handed back by `reuse` (a caller can say what it did not redo)
 
     @classmethod
     def for_risk(cls, path: str | os.PathLike, risk: Any, checkpoint: str | None = None) -> "MeasureStore":
@@ -56,10 +57,18 @@ class MeasureStore:
     def reuse(self, name: str, request: dict) -> dict | None:
         """The stored part ``name`` if it was made by exactly this ``request``, else None."""
         part = self.parts.get(name)
-        return part if part is not None and part.get("request") == plain(request) else None
+        if part is None or part.get("request") != plain(request):
+            return None
+        self.reused.add(name)
+        return part
 
     def put(self, name: str, value: dict, request: dict) -> None:
         self.parts[name] = plain({**value, "request": request})
+        self.write()
+
+    def annotate(self, name: str, **extra: Any) -> None:
+        """Add fields to a stored part (where its figure went), keeping its request."""
+        self.parts[name] = plain({**self.parts[name], **extra})
         self.write()
 
     def drop(self, name: str) -> None:

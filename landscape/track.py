@@ -37,6 +37,7 @@ from torch import nn
 
 from .data import DataSpec, as_tensors, subset_indices
 from .errors import LandscapeError
+from .filewrite import atomic_path
 from .jsonfile import read_json, write_json_atomic
 from .losses import LossSpec, get_loss, loss_name
 
@@ -175,9 +176,8 @@ class Tracker:
             return
         self.path.mkdir(parents=True, exist_ok=True)
         if self.vector is not None:
-            tmp = self.path / f".{VECTOR_FILE}.{os.getpid()}.tmp"
-            torch.save(self.vector.cpu(), tmp)
-            os.replace(tmp, self.path / VECTOR_FILE)
+            with atomic_path(self.path / VECTOR_FILE) as tmp:
+                torch.save(self.vector.cpu(), tmp)
         write_json_atomic(self.path / TRACK_FILE, self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .errors import LandscapeError
+from .filewrite import write_text_atomic
 
 QUANTITIES = ("train_loss", "test_loss", "train_acc", "test_acc")
 LABELS = {"train_loss": "train loss", "test_loss": "test loss", "train_acc": "train accuracy (%)",
@@ -414,13 +415,7 @@ def view_html(surfaces: Sequence[Any], out: str | os.PathLike, *, names: Sequenc
     views = [as_view_surface(s, None if names is None else names[k]) for k, s in enumerate(surfaces)]
     if title is None:
         title = "loss landscape: " + ", ".join(v.name for v in views)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = page(title, view_body(views), views)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_text_atomic(out, page(title, view_body(views), views))
 
 
 def figure_specs(html_text: str) -> list[dict]:

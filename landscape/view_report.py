@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .errors import LandscapeError
+from .filewrite import write_text_atomic
 
 _INTERVAL = (("_lo", "_hi"), ("_low", "_high"), ("_ci_lo", "_ci_hi"))
 
@@ -122,9 +123,4 @@ def report_html(report: Any, out: str | os.PathLike, *, title: str = "Generaliza
                          "</code></p>")
             continue
         parts.append("<div class=\"views\">" + "".join(next(blocks) for _ in run_views) + "</div>")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page(title, "".join(parts), views), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_text_atomic(out, page(title, "".join(parts), views))

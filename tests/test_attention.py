@@ -106,7 +106,7 @@ def test_top_eigenvalues_through_attention_match_the_dense_hessian(case):
     assert abs(low.values[0] - exact[0]) < 1e-4
     tr = hessian.trace(model, op, n_probes=32, seed=0, progress=False)
     assert abs(tr.value - np.trace(H)) < 4 * tr.stderr + 1e-6
-    dens = hessian.density(model, op, n_iter=40, n_runs=1, seed=0, progress=False)
+    dens = hessian.density(model, op, n_iter=40, n_probes=1, seed=0, progress=False)
     nodes = np.concatenate([np.asarray(n) for n in dens.nodes])
     assert nodes.max() == pytest.approx(exact[-1], abs=1e-4) and nodes.min() >= exact[0] - 1e-4
     ends = eigen_extremes(data, "crossentropy", tol=1e-8, max_iter=80)(model)  # what landscape plot --eig runs

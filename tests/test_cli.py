@@ -80,3 +80,14 @@ def test_fold_bn_flag_reaches_the_surface_and_its_resume_check(trained_ckpt, tmp
     assert main([*common, "--fold-bn", "on"]) == 2
     err = capsys.readouterr().err.strip()
     assert "fold_bn=0, this command asks for fold_bn=3" in err and len(err.splitlines()) == 1
+
+
+def test_default_out_dir_keeps_the_runs_of_a_sweep_apart():
+    from pathlib import Path
+
+    from landscape.cli.common import default_out_dir
+
+    assert default_out_dir("runs/lm/bs16/model.pt") == Path("out/bs16")
+    assert default_out_dir("runs/lm/bs64/model.pt") == Path("out/bs64")
+    assert default_out_dir("model.pt") == default_out_dir("./model.pt") == Path("out/model")
+    assert default_out_dir("ckpts/small.pt") == Path("out/small")

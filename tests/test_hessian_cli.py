@@ -98,8 +98,9 @@ def test_rerun_reuses_finished_parts_and_a_kill_loses_only_the_part_in_flight(ck
     capsys.readouterr()
 
     with monkeypatch.context() as m:  # the rerun computes only what is missing
-        m.setattr(lh, "eigenvalues", _refuse)
-        m.setattr(lh, "trace", _refuse)
+        m.setattr(lh, "lanczos", _refuse)  # the solvers behind eigenvalues and trace (they reuse stored parts)
+        m.setattr(lh, "block_lanczos", _refuse)
+        m.setattr(lh, "hutchinson", _refuse)
         assert main(base + parts) == 0
     printed = capsys.readouterr().out
     assert printed.count("(reused: same checkpoint, data and settings)") == 2
@@ -108,8 +109,9 @@ def test_rerun_reuses_finished_parts_and_a_kill_loses_only_the_part_in_flight(ck
     assert len(full["density"]["nodes"]) == 2 and (out / "density.png").exists()
 
     with monkeypatch.context() as m:  # another probe count: only the trace is computed again
-        m.setattr(lh, "eigenvalues", _refuse)
-        m.setattr(lh, "density", _refuse)
+        m.setattr(lh, "lanczos", _refuse)
+        m.setattr(lh, "block_lanczos", _refuse)
+        m.setattr(lh, "slq", _refuse)
         assert main(base + ["--trace", "--probes", "4", "--density", "--density-iter", "8", "--density-runs", "2"]) == 0
     again = json.loads((out / "hessian.json").read_text())
     assert again["trace"]["request"]["probes"] == 4 and again["trace"]["n_hvps"] == 4

@@ -13,7 +13,7 @@ from landscape.hessian import HessianOperator, density, slq, smooth_density
 def test_density_sums_to_one_and_moments_match_trace_and_frobenius(name):
     model, data, H, ev = case(name)
     P = len(ev)
-    res = density(model, data, n_iter=25, n_runs=8, batch_size=HVP_BATCH, seed=0)
+    res = density(model, data, n_iter=25, n_probes=8, batch_size=HVP_BATCH, seed=0)
     assert res.n_hvps == 25 * 8
     assert np.allclose(res.weights.sum(axis=1), 1.0, atol=1e-12)
     assert np.trapezoid(res.density, res.grid) == pytest.approx(1.0, abs=1e-3)
@@ -33,7 +33,7 @@ def test_quadrature_is_exact_for_the_probe_vectors():
     op = HessianOperator(model, data, batch_size=HVP_BATCH)
     g = torch.Generator().manual_seed(3)
     probes = torch.randn(2, op.num_params, generator=g, dtype=torch.float64)
-    quad, used = slq(op.mv, op.num_params, n_iter=10, n_runs=2, probes=probes)
+    quad, used = slq(op.mv, op.num_params, n_iter=10, n_probes=2, probes=probes)
     assert used == 20
     for r, v in enumerate(probes):
         u = v / torch.linalg.vector_norm(v)
@@ -47,7 +47,7 @@ def test_full_lanczos_nodes_are_the_eigenvalues():
     g = torch.Generator().manual_seed(0)
     Q, _ = torch.linalg.qr(torch.randn(7, 7, generator=g, dtype=torch.float64))
     A = Q @ torch.diag(torch.from_numpy(values)) @ Q.T
-    quad, used = slq(lambda v: A @ v, 7, n_iter=7, n_runs=1, seed=0)
+    quad, used = slq(lambda v: A @ v, 7, n_iter=7, n_probes=1, seed=0)
     assert used == 7
     assert np.allclose(np.sort(quad.nodes[0]), values, atol=1e-10)
 
@@ -81,9 +81,9 @@ def test_lockstep_runs_equal_one_at_a_time_also_when_one_breaks_down():
     A = Q @ torch.diag(torch.from_numpy(values)) @ Q.T
     probes = torch.randn(3, 8, generator=g, dtype=torch.float64)
     probes[1] = Q[:, 2] + 2 * Q[:, 5]  # lies in a 2D invariant subspace: that run stops after 2 steps
-    one, used_one = slq(lambda v: A @ v, 8, n_iter=6, n_runs=3, probes=probes)
+    one, used_one = slq(lambda v: A @ v, 8, n_iter=6, n_probes=3, probes=probes)
     products = []
-    block, used_block = slq(None, 8, n_iter=6, n_runs=3, probes=probes, block_size=3,
+    block, used_block = slq(None, 8, n_iter=6, n_probes=3, probes=probes, block_size=3,
                             matmat=lambda V: products.append(len(V)) or V @ A)
     assert used_one == used_block == 6 + 2 + 6
     assert products == [3, 3, 2, 2, 2, 2]  # the finished run drops out of the block
@@ -94,18 +94,18 @@ def test_lockstep_runs_equal_one_at_a_time_also_when_one_breaks_down():
 
 def test_density_in_blocks_equals_density_run_by_run():
     model, data, _, _ = case("convnet_bn")
-    a = density(model, data, n_iter=12, n_runs=5, batch_size=HVP_BATCH, seed=4, block_size=1)
-    b = density(model, data, n_iter=12, n_runs=5, batch_size=HVP_BATCH, seed=4, block_size=3)
+    a = density(model, data, n_iter=12, n_probes=5, batch_size=HVP_BATCH, seed=4, block_size=1)
+    b = density(model, data, n_iter=12, n_probes=5, batch_size=HVP_BATCH, seed=4, block_size=3)
     assert a.n_hvps == b.n_hvps == 60
     assert np.allclose(a.nodes, b.nodes, rtol=1e-10, atol=1e-12)
     assert np.allclose(a.weights, b.weights, rtol=1e-10, atol=1e-12)
     with pytest.raises(Exception, match="block_size"):
-        density(model, data, n_iter=3, n_runs=1, batch_size=HVP_BATCH, block_size=0)
+        density(model, data, n_iter=3, n_probes=1, batch_size=HVP_BATCH, block_size=0)
 
 
 def test_resumed_density_equals_an_uninterrupted_one():
     model, data, _, _ = case("mlp")
-    full = density(model, data, n_iter=10, n_runs=5, batch_size=HVP_BATCH, seed=2, block_size=2)
+    full = density(model, data, n_iter=10, n_probes=5, batch_size=HVP_BATCH, seed=2, block_size=2)
     saved = {}
 
     def stop_after_two(r, nodes, weights):
@@ -114,13 +114,13 @@ def test_resumed_density_equals_an_uninterrupted_one():
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        density(model, data, n_iter=10, n_runs=5, batch_size=HVP_BATCH, seed=2, block_size=2, on_run=stop_after_two)
+        density(model, data, n_iter=10, n_probes=5, batch_size=HVP_BATCH, seed=2, block_size=2, on_run=stop_after_two)
     assert sorted(saved) == [0, 1]
     finished = []
-    resumed = density(model, data, n_iter=10, n_runs=5, batch_size=HVP_BATCH, seed=2, block_size=3, done=saved,
+    resumed = density(model, data, n_iter=10, n_probes=5, batch_size=HVP_BATCH, seed=2, block_size=3, done=saved,
                       on_run=lambda r, *_: finished.append(r))
     assert finished == [2, 3, 4] and resumed.n_hvps == 30 and resumed.settings["resumed_runs"] == 2
     assert np.allclose(resumed.nodes, full.nodes, rtol=1e-10, atol=1e-12)
     assert np.allclose(resumed.weights, full.weights, rtol=1e-10, atol=1e-12)
     with pytest.raises(Exception, match="does not fit"):
-        density(model, data, n_iter=10, n_runs=5, batch_size=HVP_BATCH, seed=2, done={7: saved[0]})
+        density(model, data, n_iter=10, n_probes=5, batch_size=HVP_BATCH, seed=2, done={7: saved[0]})

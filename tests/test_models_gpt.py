@@ -41,3 +41,42 @@ def test_pysrc_is_next_byte_prediction_on_a_fixed_split(tmp_path, monkeypatch):
     assert torch.equal(again.inputs, train.inputs)
     rows = {bytes(r.numpy().astype(np.uint8)) for r in train.inputs[:2000]}
     assert not rows & {bytes(r.numpy().astype(np.uint8)) for r in test.inputs}  # split by file: no shared windows
+
+
+def test_multi_batch_token_hessian_is_token_weighted_like_one_batch():
+    """gpt-tiny (SDPA) with padding that differs per batch: batches of 2 sequences give the Hessian of
+    the one-batch token mean (weights = counted tokens, not sequences), checked by central
+    differences of the gradient, and its top eigenvalues; weighing batches by sequences would not.
+    (The one-batch spectrum against a dense Hessian: tests/test_attention.py.)"""
+    from landscape import hessian
+    from landscape.risk import EmpiricalRisk
+
+    torch.manual_seed(0)
+    model = landscape.build_model("gpt-tiny", input_shape=(5,), num_classes=5, width=4, depth=1, heads=2,
+                                  mlp_ratio=2).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 5, (6, 5), generator=g)
+    y = torch.roll(x, -1, dims=1)
+    y[:, -1] = -100
+    y[0, 1:], y[2, 3:] = -100, -100  # batches of 2: 1 + 4, 3 + 4, 4 + 4 counted tokens
+    one = EmpiricalRisk(model, (x, y), batch_size=6)
+    many = EmpiricalRisk(model, (x, y), batch_size=2)
+    assert [b.weight for b in many.batches] == [5, 7, 8] and one.total_weight == 20
+    V = torch.randn(6, one.num_params, generator=g, dtype=torch.float64)
+    HV = one.hmm(V)
+    assert torch.allclose(many.hmm(V), HV, rtol=1e-9, atol=1e-12)
+    w0, h = one.weights(), 1e-5  # the one-batch product against central differences of its gradient
+    with one:
+        one.set_flat(w0 + h * V[0])
+        gp = one.loss_and_grad()[1]
+        one.set_flat(w0 - h * V[0])
+        gm = one.loss_and_grad()[1]
+    assert torch.allclose((gp - gm) / (2 * h), HV[0], atol=1e-7)
+    exact = hessian.eigenvalues(one, k=3, tol=1e-10, seed=1).values
+    top = hessian.eigenvalues(model, (x, y), k=3, batch_size=2, tol=1e-10, seed=0)
+    assert np.allclose(top.values, exact, rtol=1e-7), (top.values, exact)
+    per_sequence = sum(EmpiricalRisk(model, (x[i:i + 2], y[i:i + 2])).hmm(V) for i in range(0, 6, 2)) / 3
+    assert (per_sequence - HV).norm() > 1e-2 * HV.norm()

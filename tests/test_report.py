@@ -232,3 +232,49 @@ def test_tracked_runs_appear_in_the_report_with_their_edges(runs_dir, tmp_path):
         assert paths["tracks"].exists()
     finally:
         (runs_dir / "bs32_s0" / "track.json").unlink()
+
+
+@pytest.fixture(scope="module")
+def scaling_runs(tmp_path_factory):
+    """A synthetic sweep: batch 8-64 x 2 seeds whose test error first drops below 0.1 at S(B) = 50 (1 + 32 / B)
+    steps (seed 1 10% later), each with a track.json whose B_simple is 30 + 4 seed + B / 8 at every step."""
+    from landscape.jsonfile import write_json_atomic
+
+    root = tmp_path_factory.mktemp("scaling")
+    data = landscape.get_dataset("digits", "train")
+    model = init_model("mlp", data, seed=0, hidden=[4])
+    for bs, seed in itertools.product([8, 16, 32, 64], [0, 1]):
+        run = root / f"bs{bs}_s{seed}"
+        steps = round(50 * (1 + 32 / bs) * (1.1 if seed else 1.0))
+        meta = {"dataset": "digits", "batch_size": bs, "weight_decay": 0.0, "seed": seed, "lr": 0.1, "base_lr": 0.1,
+                "target_error": 0.1, "train_loss": 0.05, "test_loss": 0.3, "train_acc": 0.99, "test_acc": 0.95}
+        landscape.save_checkpoint(run / "model.pt", model, meta)
+        curve = [{"step": s, "test_error": 0.5 if s < steps else 0.05, "train_time": s * 0.01}
+                 for s in (1, steps - 1, steps, 400)]
+        write_json_atomic(run / "history.json", {"history": curve, "meta": meta, "status": "finished"})
+        points = [{"step": s, "lambda_max": 1.0, "trace": 1.0, "trace_se": 0.1, "b_simple": 30 + 4 * seed + bs / 8,
+                   "b_simple_se": 1.0, "lambda_max_hvps": 5} for s in range(0, 401, 50)]
+        write_json_atomic(run / "track.json", {"format": "landscape-track", "settings": {"samples": 64},
+                                               "run": {"lr": 0.1, "momentum": 0.9, "batch_size": bs}, "points": points})
+    return root
+
+
+def test_report_draws_the_critical_batch_size_with_both_numbers(scaling_runs, tmp_path):
+    report = build_report(scaling_runs, [], progress=False)
+    crit = report.to_dict()["critical_batch"]
+    assert crit["target_error"] == 0.1 and crit["measured_b_crit"] == pytest.approx(32, rel=1e-2)
+    lo, hi = crit["measured_b_crit_ci95"]
+    assert lo <= crit["measured_b_crit"] <= hi
+    values = [30 + 4 * seed + bs / 8 for bs in (8, 16, 32, 64) for seed in (0, 1)]
+    assert crit["predicted_b_simple"] == pytest.approx(float(np.median(values)))
+    lo, hi = crit["predicted_b_simple_ci95"]
+    assert min(values) <= lo <= crit["predicted_b_simple"] <= hi <= max(values)
+    hit = crit["b_simple_at_target"]["16"][1]  # seed 1 crosses at 165: the first track point at or after is 200
+    assert (hit["step"], hit["b_simple"]) == (200, 36.0)
+    paths = report.save(tmp_path)
+    assert paths["critical_batch"].exists() and "![](report_critical_batch.png)" in paths["markdown"].read_text()
+    # what is missing is said, in the JSON and the tables
+    never = build_report(scaling_runs, [], progress=False, target_error=0.01)
+    assert "no batch size(s) reached test error < 0.01" in never.to_dict()["critical_batch"]["absent"]
+    assert "not drawn: no batch size(s) reached" in never.format_table()
+    assert "critical_batch" not in never.save(tmp_path / "never")

@@ -56,12 +56,12 @@ def test_worst_case_linf_on_a_diagonal_quadratic_is_the_box_vertex(is_adaptive):
 @pytest.mark.parametrize("is_adaptive", [False, True])
 def test_average_case_matches_the_trace_within_three_standard_errors(is_adaptive):
     model, H, c = dense_case()
-    res = average(model, DATA, rho=RHO, adaptive=is_adaptive, n_samples=400, loss=mean_output, seed=5)
+    res = average(model, DATA, rho=RHO, adaptive=is_adaptive, n_probes=400, loss=mean_output, seed=5)
     C = torch.diag(c.abs()) if is_adaptive else torch.eye(len(c), dtype=torch.float64)
     expected = 0.5 * RHO ** 2 * float(torch.trace(C @ H @ C))
     assert abs(res.value - expected) <= 3 * res.stderr
     assert res.stderr < 0.1 * expected
-    assert res.settings["kind"] == "average" and res.settings["n_samples"] == 400
+    assert res.settings["kind"] == "average" and res.settings["n_probes"] == 400
 
 
 def test_m_sharpness_averages_per_group_maxima():
@@ -96,7 +96,7 @@ def test_sharpness_on_a_real_model_restores_weights_and_mode():
     before = [p.detach().clone() for p in model.parameters()]
     model.train()
     worst = adaptive(model, data, rho=0.05, p=2, n_steps=5)
-    avg = average(model, data, rho=0.05, n_samples=5)
+    avg = average(model, data, rho=0.05, n_probes=5)
     assert worst.value > 0 and np.isfinite(avg.value)
     assert all(m.training for m in model.modules())
     assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))

@@ -43,7 +43,7 @@ def test_all_measures_to_json(ckpt, tmp_path, capsys):
     ref = keskar(model, data, eps=1e-3, max_iter=3)
     assert rec["measures"]["keskar"]["value"] == pytest.approx(ref.value, rel=1e-6)
     assert rec["measures"]["keskar"]["settings"]["eps"] == 1e-3
-    pb = pac_bayes_sigma(model, data, n_samples=3, tol=0.1)
+    pb = pac_bayes_sigma(model, data, n_probes=3, tol=0.1)
     assert rec["measures"]["pacbayes"]["value"] == pytest.approx(pb.sigma, rel=1e-9)
     assert rec["measures"]["average"]["settings"]["kind"] == "average"
     assert rec["measures"]["adaptive"]["settings"]["p"] == "2"

@@ -41,7 +41,7 @@ def test_an_interrupted_run_resumes_from_the_store(tmp_path, measure):
         run = lambda **kw: hessian.trace(risk, n_probes=8, seed=2, block_size=4, **kw)  # noqa: E731
         hook, fields, resumed = "on_block", ("value", "stderr"), ("resumed_probes", 4)
     else:
-        run = lambda **kw: hessian.density(risk, n_iter=8, n_runs=5, seed=2, block_size=2, **kw)  # noqa: E731
+        run = lambda **kw: hessian.density(risk, n_iter=8, n_probes=5, seed=2, block_size=2, **kw)  # noqa: E731
         hook, fields, resumed = "on_run", ("nodes", "weights", "density"), ("resumed_runs", 2)  # runs go two at a time
     whole = run()
     with pytest.raises(Stop):
@@ -57,3 +57,18 @@ def test_an_interrupted_run_resumes_from_the_store(tmp_path, measure):
     assert all(np.allclose(getattr(reused, f), getattr(again, f)) for f in fields)
     other = EmpiricalRisk(risk.model, risk.batches.batches[0].inputs + (risk.batches.batches[0].target,))
     assert MeasureStore.for_risk(path, other).reuse(measure, {}) is None and not MeasureStore.for_risk(path, other).parts
+
+
+def test_eigenvalues_are_reused_from_the_store_only_for_the_same_request(tmp_path):
+    risk = _risk()
+    path = tmp_path / "measures.json"
+    first = hessian.eigenvalues(risk, k=2, tol=1e-8, store=MeasureStore.for_risk(path, risk))
+    before = risk.n_hvps
+    store = MeasureStore.for_risk(path, risk)  # read back from the file
+    again = hessian.eigenvalues(risk, k=2, tol=1e-8, store=store)
+    assert risk.n_hvps == before and store.reused == {"largest_eigenvalues"}
+    assert np.array_equal(again.values, first.values) and again.n_hvps == first.n_hvps
+    other = hessian.eigenvalues(risk, k=3, tol=1e-8, store=store)  # another request: measured
+    assert risk.n_hvps == before + other.n_hvps and np.allclose(other.values[:2], first.values, rtol=1e-7)
+    with pytest.raises(landscape.LandscapeError, match="pass store or v0, not both"):
+        hessian.eigenvalues(risk, k=1, store=store, v0=torch.ones(risk.num_params))

@@ -152,6 +152,17 @@ def check_input_file(path: str | os.PathLike | None, flag: str) -> None:
         raise LandscapeError(f"{flag} {p} is a directory; give the file inside it")
 
 
+GENERIC_CHECKPOINT = "model"  # the name train and sweep give every run's checkpoint
+
+
+def default_out_dir(ckpt: str | os.PathLike) -> Path:
+    """``out/<checkpoint name>``; for a run's ``model.pt`` given with its directory, ``out/<run directory>``,
+    so that the runs of a sweep (every one a ``model.pt``) do not write over each other's results."""
+    path = Path(ckpt)
+    run = path.parent.name
+    return Path("out") / (run if path.stem == GENERIC_CHECKPOINT and run not in ("", ".", "..") else path.stem)
+
+
 def check_output_dir(path: str | os.PathLike, flag: str = "--out", *, create: bool = True,
                      files: Iterable[str] = ()) -> Path:
     """Refuse an output directory that cannot take files, before any work starts.

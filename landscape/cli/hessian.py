@@ -34,8 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--density", action="store_true", help="also estimate the spectral density (SLQ) and draw it")
     p.add_argument("--density-iter", type=positive_int, default=None,
                    help=f"Lanczos steps per SLQ run (default {DENSITY_QUICK[0]}; {DENSITY_FULL[0]} with --density-full)")
-    p.add_argument("--density-runs", type=positive_int, default=None,
-                   help=f"SLQ runs, random start vectors (default {DENSITY_QUICK[1]}; {DENSITY_FULL[1]} with --density-full)")
+    p.add_argument("--density-probes", "--density-runs", dest="density_runs", type=positive_int, default=None,
+                   help=f"SLQ runs, one per random start vector (default {DENSITY_QUICK[1]}; {DENSITY_FULL[1]} with "
+                        "--density-full; --density-runs is its old name)")
     p.add_argument("--density-full", action="store_true",
                    help=f"the finer density: {DENSITY_FULL[0]} steps x {DENSITY_FULL[1]} runs ({DENSITY_FULL[0] * DENSITY_FULL[1]} "
                         f"products instead of {DENSITY_QUICK[0] * DENSITY_QUICK[1]}; the earlier default)")
@@ -103,57 +104,38 @@ def run(args: argparse.Namespace) -> int:
     if announce(plan, args.dry_run):
         return 0
 
+    # Each measure reuses a finished part of hessian.json made by the same request, and resumes an
+    # interrupted trace or density from its saved probes or runs (the store= of landscape.hessian).
     if not args.no_eigenvalues:
         for which in ends:
-            request = {"k": args.k, "which": which, "method": args.method, "tol": args.tol,
-                       "max_iter": args.max_iter, "seed": args.seed}
-            check = which == ends[0] and op.param_dtype != torch.float64
-            part = record.reuse(f"{which}_eigenvalues", request)
-            rounding = record.reuse("float32_rel_error", request) if check else None
-            stored = part is not None and (rounding is not None or not check)
-            note = reused if stored else ""
-            if not stored:
-                res = hessian.eigenvalues(op, k=args.k, which=which, method=args.method, tol=args.tol,
-                                          max_iter=args.max_iter, seed=args.seed, progress=progress)
-                part = res.to_dict()
-                record.put(f"{which}_eigenvalues", part, request)
-                if check:  # measured by eigenvalues() and folded into its errors; its own part for the note
-                    rounding = {"value": res.rounding_error, "vector": f"{which} eigenvector",
-                                "samples": min(CHECK_SAMPLES, op.num_samples)}
-                    record.put("float32_rel_error", rounding, request)
-            flag = "" if part["converged"] else "  (limited by float32 rounding, see the note)" if \
-                part.get("precision_limited") else "  (NOT converged: raise --max-iter or loosen --tol)"
-            lines.append(f"{which} {args.k} ({args.method}, {part['n_hvps']} HVPs): "
-                         + ", ".join(f"{v:.6g}" for v in part["values"]) + flag + note)
-            if check:
-                lines += _rounding_note(rounding["value"], which, args.tol, rounding["samples"])
-    if args.trace:  # finished Hutchinson probes are saved block by block and picked up again (hessian.trace)
-        request = {"probes": args.probes, "method": args.trace_method, "seed": args.seed}
-        stored = record.reuse("trace", request)
-        reuse = stored is not None
-        res = hessian.TraceResult.from_dict(stored) if reuse else hessian.trace(
-            op, n_probes=args.probes, method=args.trace_method, seed=args.seed, progress=progress, store=record)
+            res = hessian.eigenvalues(op, k=args.k, which=which, method=args.method, tol=args.tol,
+                                      max_iter=args.max_iter, seed=args.seed, progress=progress, store=record)
+            flag = "" if res.converged else "  (limited by float32 rounding, see the note)" if \
+                res.precision_limited else "  (NOT converged: raise --max-iter or loosen --tol)"
+            lines.append(f"{which} {args.k} ({args.method}, {res.n_hvps} HVPs): "
+                         + ", ".join(f"{v:.6g}" for v in res.values) + flag
+                         + (reused if f"{which}_eigenvalues" in record.reused else ""))
+            if which == ends[0] and res.rounding_error:
+                lines += _rounding_note(res.rounding_error, which, args.tol, min(CHECK_SAMPLES, op.num_samples))
+    if args.trace:
+        res = hessian.trace(op, n_probes=args.probes, method=args.trace_method, seed=args.seed, progress=progress,
+                            store=record)
         resumed = res.settings.get("resumed_probes", 0)
-        note = reused if reuse else (f" ({resumed} of {args.probes} probes reused from an interrupted run)"
-                                     if resumed else "")
+        note = reused if "trace" in record.reused else (
+            f" ({resumed} of {args.probes} probes reused from an interrupted run)" if resumed else "")
         lines.append(f"trace ({args.trace_method}, {res.n_hvps} HVPs): {res.value:.6g} +- "
                      f"{res.stderr:.2g} (s.e.){note}")
-    if args.density:  # finished SLQ runs are saved one by one and picked up again (hessian.density)
-        request = {"n_iter": args.density_iter, "n_runs": args.density_runs, "seed": args.seed}
+    if args.density:
         png = out_dir / "density.png"
-        part = record.reuse("density", request)
-        reuse = part is not None
-        if not reuse:
-            part = hessian.density(op, n_iter=args.density_iter, n_runs=args.density_runs, seed=args.seed,
-                                   progress=progress, store=record).to_dict()
+        part = hessian.density(op, n_iter=args.density_iter, n_probes=args.density_runs, seed=args.seed,
+                               progress=progress, store=record).to_dict()
         resumed = part["settings"].get("resumed_runs", 0)
-        note = reused if reuse else (f" ({resumed} of {args.density_runs} runs reused from an interrupted run)"
-                                     if resumed else "")
+        note = reused if "density" in record.reused else (
+            f" ({resumed} of {args.density_runs} runs reused from an interrupted run)" if resumed else "")
         hessian.plot_density(part["grid"], part["density"], png,  # drawn again on reuse: the PNG may be gone
                              f"{'/'.join(Path(args.ckpt).parts[-2:])}: Hessian spectral density (SLQ, "
                              f"{args.density_runs} runs x {args.density_iter} steps)")
-        if not reuse:
-            record.put("density", {**part, "png": str(png)}, request)
+        record.annotate("density", png=str(png))
         lines.append(_density_line(part, png) + note)
     path = record.write()
     print("\n".join(lines))

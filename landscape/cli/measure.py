@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import (add_checkpoint_args, add_data_args, check_input_file, check_output_dir, positive_int,
+from .common import (add_checkpoint_args, add_data_args, check_input_file, check_output_dir, default_out_dir, positive_int,
                      require_device, seed)
 
 
@@ -24,7 +24,8 @@ def add_measure_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                    help="precision of the model while measuring (float64: exact enough at near-zero loss, slower)")
     add_data_on_arg(p)
-    p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
+    p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>; for "
+                   "RUN/model.pt, out/RUN)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -63,8 +64,8 @@ def load_measure_inputs(args: argparse.Namespace):
 
 
 def output_dir(args: argparse.Namespace, result: str | None = None) -> Path:
-    """--out (default out/<checkpoint name>), checked writable before any work when ``result`` names its file."""
-    path = Path(args.out) if args.out else Path("out") / Path(args.ckpt).stem
+    """--out (default `common.default_out_dir`), checked writable before any work when ``result`` names its file."""
+    path = Path(args.out) if args.out else default_out_dir(args.ckpt)
     if result is None:
         return path
     check_input_file(args.ckpt, "--ckpt")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import check_output_dir, device, positive_int, require_device
+from .common import check_output_dir, device, fraction, positive_int, require_device
 
 HELP = "table of generalization gap and sharpness per batch size / weight decay, with Kendall tau"
 DESCRIPTION = (HELP + ". Reads every RUNS_DIR/*/model.pt, caches measures in measures.json beside each, and "
@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="measure on a fixed random subset of N training samples (default: all)")
     p.add_argument("--data-root", default=None, help="directory holding CIFAR / MNIST files")
     p.add_argument("--out", default=None, help="where the tables go (default: RUNS_DIR)")
+    p.add_argument("--target-error", type=fraction, default=None,
+                   help="test error at which steps to result and B_simple are read for the critical batch size "
+                        "(default: the runs' own --target-error)")
     p.add_argument("--recompute", action="store_true", help="ignore cached measures")
     p.add_argument("--device", type=device, default=None, help="cpu, cuda (default: cpu)")
     p.add_argument("--no-html", action="store_true",
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from ..report import build_report
 
     report = build_report(args.runs_dir, args.measures, data_root=args.data_root, samples=args.samples,
-                          device=args.device, recompute=args.recompute, progress=not args.no_progress)
+                          device=args.device, recompute=args.recompute, progress=not args.no_progress,
+                          target_error=args.target_error)
     print(report.format_table())
     paths = report.save(args.out or args.runs_dir)
     if not args.no_html:

@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a.add_argument("--m", type=positive_int, default=None, help="m-sharpness: measure on groups of M samples, average")
     a.add_argument("--steps", type=positive_int, default=20, help="gradient-ascent steps (worst case)")
     a.add_argument("--step-size", type=positive_float, default=None, help="ascent step (default: rho)")
-    a.add_argument("--mc-samples", type=positive_int, default=None,
-                   help="Monte Carlo draws (average: 20, pacbayes: 10 by default)")
+    a.add_argument("--probes", "--mc-samples", dest="mc_samples", type=positive_int, default=None,
+                   help="Monte Carlo draws (average: 20, pacbayes: 10 by default; --mc-samples is its old name)")
     b = p.add_argument_group("pacbayes")
     b.add_argument("--target", type=positive_float, default=0.1, help="allowed rise of the error (or loss)")
     b.add_argument("--metric", default="error", choices=["error", "loss"])
@@ -61,11 +61,11 @@ def _measure(name: str, args: argparse.Namespace, model, data, common: dict) -> 
     elif name in ("adaptive", "average"):
         res = sharpness.adaptive(model, data, rho=args.rho, p=args.p, kind="worst" if name == "adaptive"
                                  else "average", adaptive=not args.no_adaptive, m=args.m, n_steps=args.steps,
-                                 step_size=args.step_size, n_samples=args.mc_samples or 20, **common)
+                                 step_size=args.step_size, n_probes=args.mc_samples or 20, **common)
     else:
         res = sharpness.pac_bayes_sigma(model, data, target=args.target, metric=args.metric,
                                         magnitude_aware=args.magnitude_aware, eps=args.pb_eps,
-                                        n_samples=args.mc_samples or 10, tol=args.bisect_tol, **common)
+                                        n_probes=args.mc_samples or 10, tol=args.bisect_tol, **common)
     return res.to_dict()
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (add_checkpoint_args, add_data_args, bounded, check_input_file, check_output_dir, grid_range,
-                     positive_float, positive_int, require_device, seed, threads)
+from .common import (add_checkpoint_args, add_data_args, bounded, check_input_file, check_output_dir, default_out_dir,
+                     grid_range, positive_float, positive_int, require_device, seed, threads)
 from .measure import add_data_on_arg
 
 HELP = "compute a 1D/2D loss surface into an h5 file (no figures)"
@@ -66,7 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of that subset and of the Lanczos start vector (default: 0)")
     p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
     add_data_on_arg(p)
-    p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>)")
+    p.add_argument("--out", default=None, help="output directory (default: out/<checkpoint name>; for "
+                   "RUN/model.pt, out/RUN)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the planned work (points x samples) and its estimated time from a short pilot, then stop")
     p.add_argument("--no-progress", action="store_true")
@@ -96,7 +97,6 @@ def eig_options(args: argparse.Namespace) -> dict:
 
 def job_from_args(args: argparse.Namespace):
     import numpy as np
-    from pathlib import Path
 
     from ..errors import LandscapeError
 
@@ -105,7 +105,7 @@ def job_from_args(args: argparse.Namespace):
     if args.y is not None and len(x) * len(args.y) > MAX_POINTS:
         raise LandscapeError(f"--x and --y give {len(x) * len(args.y):,} points; at most {MAX_POINTS:,} fit one surface "
                              "(every point is a full evaluation): use fewer points per axis")
-    out = args.out or str(Path("out") / Path(args.ckpt).stem)
+    out = args.out or str(default_out_dir(args.ckpt))
     for flag in ("ckpt", "ckpt2", "ckpt3", "dir_file"):
         check_input_file(getattr(args, flag), f"--{flag.replace('_', '-')}")
     check_output_dir(out)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import LandscapeError
+from ..registries import register
 from .scales import DEMO, PAPER, SCALES, Scale, get_scale
 
 
@@ -54,9 +55,7 @@ FIGURES: dict[str, Recipe] = {}
 def register_figure(name: str, title: str) -> Callable:
     """Decorator: add ``make(ctx) -> FigureResult`` to the registry under ``name``."""
     def wrap(fn: Callable[[Any], FigureResult]) -> Callable[[Any], FigureResult]:
-        if name in FIGURES:
-            raise ValueError(f"figure {name!r} is registered twice")
-        FIGURES[name] = Recipe(name, title, fn)
+        register(FIGURES, name, Recipe(name, title, fn), "figure", definition=lambda recipe: recipe.make)
         return fn
     return wrap
 

@@ -61,3 +61,14 @@ def plain_log_ticks(axis) -> None:
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
     axis.set_minor_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+
+
+def log_axes(ax, xlabel: str, ylabel: str, legend: dict | None = None) -> None:
+    """Both axes logarithmic with plain tick labels, labelled, a light grid and a frameless legend."""
+    for axis, scale in ((ax.xaxis, ax.set_xscale), (ax.yaxis, ax.set_yscale)):
+        scale("log")
+        plain_log_ticks(axis)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, color="0.92")
+    ax.legend(frameon=False, **(legend or {"fontsize": 8}))

@@ -35,7 +35,7 @@ def _quadrature(ctx, ckpt: str) -> dict:
     sc = ctx.scale
 
     def run(ck) -> dict:
-        r = density(ck.model, ctx.measure_data(), n_iter=sc.density_iter, n_runs=sc.density_runs, seed=0,
+        r = density(ck.model, ctx.measure_data(), n_iter=sc.density_iter, n_probes=sc.density_runs, seed=0,
                     device=ctx.device)
         return {"nodes": r.nodes.tolist(), "weights": r.weights.tolist(), "n_hvps": int(r.n_hvps)}
 

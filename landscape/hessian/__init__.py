@@ -23,6 +23,7 @@ from ..data import DataSpec
 from ..errors import LandscapeError
 from ..losses import LossSpec
 from ..risk import EmpiricalRisk, as_risk
+from ..renamed import renamed_keywords
 from ..store import MeasureStore
 from .density import plot_density, quadrature_moments, slq, smooth_density
 from .extremes import EigenExtremes, eigen_extremes
@@ -120,7 +121,7 @@ class DensityResult(_Result):
     seconds: float = 0.0
 
     def moments(self, order: int = 2) -> list[float]:
-        """Quadrature moments ``sum_i w_i theta_i^p / n_runs``: estimates of ``tr(H^p)/P``."""
+        """Quadrature moments ``sum_i w_i theta_i^p / n_probes``: estimates of ``tr(H^p)/P``."""
         return quadrature_moments(self.nodes, self.weights, order)
 
     def save_png(self, path, title: str | None = None) -> None:
@@ -137,7 +138,8 @@ def eigenvalues(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *
                 params: ParamSpec = None, weight_decay: float = 0.0, tol: float = 1e-6, max_iter: int | None = None,
                 seed: int = 0, device: str | torch.device | None = None, return_vectors: bool = False,
                 progress: bool = False, block_size: int = DEFAULT_BLOCK_SIZE, retain_bytes: int = DEFAULT_MAX_BYTES,
-                check_rounding: bool = True, v0: torch.Tensor | None = None, data_on: str = "auto") -> EigenResult:
+                check_rounding: bool = True, v0: torch.Tensor | None = None, data_on: str = "auto",
+                store: MeasureStore | None = None) -> EigenResult:
     """The ``k`` largest or smallest (``which="smallest"``: most negative) Hessian eigenvalues.
 
     ``method="lanczos"`` stops once every wanted Ritz value's error estimate is below
@@ -155,6 +157,9 @@ def eigenvalues(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *
     ``v0`` starts Lanczos from a given flat vector (e.g. the top eigenvector of a nearby model: a
     warm start) instead of a random one drawn with ``seed``; under ``"auto"`` it always runs
     single-vector Lanczos then. ``settings["solver"]`` says what ran.
+    With a `MeasureStore` a finished result made by the same request is returned instead of measured
+    (``largest_eigenvalues`` / ``smallest_eigenvalues``; the float32 rounding check also goes in as
+    ``float32_rel_error``).
     """
     if method not in METHODS:
         raise LandscapeError(f"method must be one of {METHODS}, got {method!r}")
@@ -162,6 +167,14 @@ def eigenvalues(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *
         raise LandscapeError(f"which must be 'largest' or 'smallest', got {which!r}")
     if v0 is not None and method not in ("lanczos", "auto"):
         raise LandscapeError("v0 (a start vector) applies to method='lanczos' (or 'auto', which then runs it) only")
+    request = {"k": k, "which": which, "method": method, "tol": tol, "max_iter": max_iter, "seed": seed,
+               **({"block_size": block_size} if method == "block" else {})}
+    if store is not None:
+        if v0 is not None:
+            raise LandscapeError("a stored result cannot say which v0 it started from: pass store or v0, not both")
+        found = None if return_vectors else store.reuse(f"{which}_eigenvalues", request)
+        if found is not None:
+            return EigenResult.from_dict(found)
     r = _risk(risk, data, loss, batch_size, params, weight_decay, device, data_on)
     start, before = time.perf_counter(), r.n_hvps
     check_rounding = check_rounding and r.param_dtype != torch.float64
@@ -195,9 +208,15 @@ def eigenvalues(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *
     n_hvps = r.n_hvps - before  # the rounding check runs on its own risks: not counted
     rounding = _with_rounding(r, run, tol) if check_rounding else \
         {"rounding_error": 0.0 if r.param_dtype == torch.float64 else None}
-    return EigenResult(values=run.values, errors=run.errors, residuals=run.residuals, converged=run.converged,
-                       n_hvps=n_hvps, settings=settings, seconds=time.perf_counter() - start,
-                       vectors=run.vectors if keep_vectors else None, **rounding)
+    result = EigenResult(values=run.values, errors=run.errors, residuals=run.residuals, converged=run.converged,
+                         n_hvps=n_hvps, settings=settings, seconds=time.perf_counter() - start,
+                         vectors=run.vectors if keep_vectors else None, **rounding)
+    if store is not None:
+        store.put(f"{which}_eigenvalues", result.to_dict(), request)
+        if check_rounding and result.rounding_error is not None:
+            store.put("float32_rel_error", {"value": result.rounding_error, "vector": f"{which} eigenvector",
+                                            "samples": min(precision.CHECK_SAMPLES, r.num_samples)}, request)
+    return result
 
 
 def _with_rounding(op: EmpiricalRisk, run, tol: float) -> dict:
@@ -273,14 +292,15 @@ def _saving(store: MeasureStore, name: str, request: dict, entry: Callable, user
     return save
 
 
-def density(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_iter: int = 80, n_runs: int = 10, loss: LossSpec = "crossentropy",
+@renamed_keywords(n_runs="n_probes")
+def density(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_iter: int = 80, n_probes: int = 10, loss: LossSpec = "crossentropy",
             batch_size: int | None = None, params: ParamSpec = None, weight_decay: float = 0.0, seed: int = 0,
             sigma: float | None = None, grid: np.ndarray | None = None, grid_size: int = 1000,
             device: str | torch.device | None = None, progress: bool = False,
             block_size: int = DEFAULT_BLOCK_SIZE, done: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
             on_run: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
             data_on: str = "auto", store: MeasureStore | None = None) -> DensityResult:
-    """Spectral density by stochastic Lanczos quadrature: ``n_runs`` runs of ``n_iter`` steps.
+    """Spectral density by stochastic Lanczos quadrature: ``n_probes`` random start vectors, ``n_iter`` steps each.
 
     Up to ``block_size`` runs go in lockstep, sharing each data batch's forward and first backward
     (`EmpiricalRisk.hmm`); the result is that of running them one at a time, up to rounding.
@@ -291,7 +311,7 @@ def density(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_
     `MeasureStore` the finished density is reused, and finished runs are saved one by one
     (``density_runs``) and picked up by the next call: an interrupted run resumes.
     """
-    request = {"n_iter": n_iter, "n_runs": n_runs, "seed": seed}
+    request = {"n_iter": n_iter, "n_runs": n_probes, "seed": seed}  # the stored key: existing files resume
     if store is not None:
         found = store.reuse("density", request)
         if found is not None:
@@ -307,16 +327,16 @@ def density(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *, n_
     r = _risk(risk, data, loss, batch_size, params, weight_decay, device, data_on)
     start, before = time.perf_counter(), r.n_hvps
     from tqdm.auto import tqdm
-    todo = n_runs - len(done or {})
+    todo = n_probes - len(done or {})
     bar = tqdm(total=todo * min(n_iter, r.num_params), desc="density (SLQ)", unit="hvp", disable=not progress,
                leave=False, dynamic_ncols=True)
     try:
-        quad, _ = slq(r.hvp, r.num_params, n_iter, n_runs, seed, r.device, bar=bar, matmat=r.hmm,
+        quad, _ = slq(r.hvp, r.num_params, n_iter, n_probes, seed, r.device, bar=bar, matmat=r.hmm,
                       block_size=block_size, done=done, on_run=on_run)
     finally:
         bar.close()
     g, dens, sig = smooth_density(quad.nodes, quad.weights, grid, sigma, grid_size)
-    settings = {"n_iter": n_iter, "n_runs": n_runs, "seed": seed, "sigma": sig, "resumed_runs": len(done or {}),
+    settings = {"n_iter": n_iter, "n_probes": n_probes, "seed": seed, "sigma": sig, "resumed_runs": len(done or {}),
                 **r.settings}
     result = DensityResult(nodes=quad.nodes, weights=quad.weights, grid=g, density=dens, sigma=sig,
                            n_hvps=r.n_hvps - before, settings=settings, seconds=time.perf_counter() - start)

@@ -19,6 +19,7 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 
 from ..errors import LandscapeError
+from ..renamed import renamed_keywords
 from .lanczos import DEFAULT_BLOCK_SIZE, Matmat, Matvec, check_block_size, lanczos_step, stacked
 from .rng import generator
 
@@ -27,12 +28,12 @@ DEFAULT_RELATIVE_SIGMA = float(np.sqrt(1e-5))
 
 @dataclass
 class Quadrature:
-    nodes: np.ndarray    # (n_runs, m)
-    weights: np.ndarray  # (n_runs, m), each row sums to 1
+    nodes: np.ndarray    # (n_probes, m)
+    weights: np.ndarray  # (n_probes, m), each row sums to 1
 
 
 def quadrature_moments(nodes: np.ndarray, weights: np.ndarray, order: int = 2) -> list[float]:
-    """``sum_i w_i theta_i^p / n_runs`` for p = 1..order: estimates of ``tr(H^p)/P`` from SLQ runs."""
+    """``sum_i w_i theta_i^p / n_probes`` for p = 1..order: estimates of ``tr(H^p)/P`` from SLQ runs."""
     nodes, weights = np.asarray(nodes, dtype=np.float64), np.asarray(weights, dtype=np.float64)
     w = weights / nodes.shape[0]
     return [float((w * nodes ** p).sum()) for p in range(1, order + 1)]
@@ -77,11 +78,12 @@ def lanczos_tridiagonals(matmat: Matmat, V0: torch.Tensor, m: int,
 LOCKSTEP_MEMORY = 1 << 30
 
 
-def slq(matvec: Matvec, n: int, n_iter: int, n_runs: int, seed: int = 0, device: str | torch.device = "cpu",
+@renamed_keywords(n_runs="n_probes")
+def slq(matvec: Matvec, n: int, n_iter: int, n_probes: int, seed: int = 0, device: str | torch.device = "cpu",
         probes: torch.Tensor | None = None, bar=None, matmat: Matmat | None = None,
         block_size: int = DEFAULT_BLOCK_SIZE, done: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
         on_run: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> tuple[Quadrature, int]:
-    """Gauss quadrature nodes and weights from ``n_runs`` Gaussian start vectors (or ``probes``).
+    """Gauss quadrature nodes and weights from ``n_probes`` Gaussian start vectors (or ``probes``).
 
     With ``matmat`` (a block product, `HessianOperator.mm`) up to ``block_size`` runs go in
     lockstep, fewer when their Lanczos bases would exceed `LOCKSTEP_MEMORY`; the start vectors
@@ -90,14 +92,14 @@ def slq(matvec: Matvec, n: int, n_iter: int, n_runs: int, seed: int = 0, device:
     its nodes and weights) are not computed again; run ``r`` always starts from the same vector,
     so a resumed quadrature equals an uninterrupted one. The count returned is of new products.
     """
-    if n_iter < 1 or n_runs < 1:
-        raise LandscapeError(f"n_iter and n_runs must be at least 1, got {n_iter} and {n_runs}")
+    if n_iter < 1 or n_probes < 1:
+        raise LandscapeError(f"n_iter and n_probes must be at least 1, got {n_iter} and {n_probes}")
     check_block_size(block_size)
     gen = generator(seed, "slq")
     dev = torch.device(device)
     m = min(n_iter, n)
-    nodes = np.full((n_runs, m), np.nan)
-    weights = np.zeros((n_runs, m))
+    nodes = np.full((n_probes, m), np.nan)
+    weights = np.zeros((n_probes, m))
     used = 0
     if matmat is None:  # one run at a time, as a plain matvec has nothing to share
         matmat, block_size = stacked(matvec), 1
@@ -108,12 +110,12 @@ def slq(matvec: Matvec, n: int, n_iter: int, n_runs: int, seed: int = 0, device:
 
     done = dict(done or {})
     for r, (node_row, weight_row) in done.items():
-        if not 0 <= r < n_runs or np.shape(node_row) != (m,) or np.shape(weight_row) != (m,):
-            raise LandscapeError(f"finished SLQ run {r} does not fit {n_runs} runs of {m} steps")
+        if not 0 <= r < n_probes or np.shape(node_row) != (m,) or np.shape(weight_row) != (m,):
+            raise LandscapeError(f"finished SLQ run {r} does not fit {n_probes} runs of {m} steps")
         nodes[r], weights[r] = node_row, weight_row
     # Every run's vector is drawn, in order, so run r's never depends on what is done; only a
     # block's worth is held at a time.
-    drawn = ((r, start(r)) for r in range(n_runs))
+    drawn = ((r, start(r)) for r in range(n_probes))
     pending = ((r, v) for r, v in drawn if r not in done)
     while group := list(itertools.islice(pending, block)):
         runs = lanczos_tridiagonals(matmat, torch.stack([v for _, v in group]), m, bar)

@@ -9,6 +9,7 @@ dominating the variance.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import LandscapeError
+from ..renamed import renamed_keywords
 from ..reprs import ShortRepr
 from .lanczos import DEFAULT_BLOCK_SIZE, Matmat, Matvec, check_block_size, stacked
 from .rng import generator
@@ -25,8 +27,14 @@ from .rng import generator
 class TraceEstimate(ShortRepr):
     value: float
     stderr: float
-    n_matvecs: int
+    n_hvps: int
     samples: np.ndarray  # the per-probe quadratic forms of the stochastic part
+
+    @property
+    def n_matvecs(self) -> int:
+        """Old name of ``n_hvps`` (deprecated)."""
+        warnings.warn("TraceEstimate.n_matvecs is deprecated; use n_hvps", DeprecationWarning, stacklevel=2)
+        return self.n_hvps
 
 
 def _rademacher(shape: tuple[int, ...], gen: torch.Generator, dev: torch.device) -> torch.Tensor:
@@ -86,23 +94,24 @@ def hutchinson(matvec: Matvec, n: int, n_probes: int, seed: int = 0, device: str
     return TraceEstimate(float(samples.mean()), _stderr(samples), n_probes, samples)
 
 
-def hutch_plus_plus(matvec: Matvec, n: int, n_matvecs: int, seed: int = 0, device: str | torch.device = "cpu",
+@renamed_keywords(n_matvecs="n_hvps")
+def hutch_plus_plus(matvec: Matvec, n: int, n_hvps: int, seed: int = 0, device: str | torch.device = "cpu",
                     bar=None, matmat: Matmat | None = None, block_size: int = DEFAULT_BLOCK_SIZE) -> TraceEstimate:
-    """Hutch++ with a total budget of ``n_matvecs`` products (split into thirds, at least 3).
+    """Hutch++ with a total budget of ``n_hvps`` products (split into thirds, at least 3).
 
     ``S`` (n x s) Rademacher, ``Q = orth(H S)`` (s products), ``tr(Q^T H Q)`` (s products), then
     Hutchinson on ``(I - QQ^T) H (I - QQ^T)`` with the remaining probes. The standard error is
     that of the Hutchinson part; the sketched part is exact. ``matmat``/``block_size`` as in
     `hutchinson`: every stage runs in blocks, the random draws are unchanged.
     """
-    if n_matvecs < 3:
-        raise LandscapeError(f"Hutch++ needs a budget of at least 3 products, got {n_matvecs}")
+    if n_hvps < 3:
+        raise LandscapeError(f"Hutch++ needs a budget of at least 3 products, got {n_hvps}")
     check_block_size(block_size)
     gen = generator(seed, "trace")
     dev = torch.device(device)
     mm = _blocked(matvec, matmat, dev, bar)
-    s = n_matvecs // 3
-    g = n_matvecs - 2 * s
+    s = n_hvps // 3
+    g = n_hvps - 2 * s
 
     def rows(V: torch.Tensor) -> torch.Tensor:
         return torch.cat([mm(B.contiguous()) for B in torch.split(V, block_size)])

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import LandscapeError
+from ..registries import register
 from ..imports import accepted_kwargs, call_factory, check_kwargs, is_import_path, resolve
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -23,6 +24,8 @@ def register_model(fn: Callable[..., nn.Module] | str | None = None, *, name: st
     """Decorator: add a constructor to the registry under its function name, or a name you give.
 
     All of ``@register_model``, ``@register_model("name")`` and ``@register_model(name="name")`` work.
+    A name taken by another constructor is refused (`landscape.registries`); the same definition
+    again (a re-run notebook cell) replaces it.
     """
     if isinstance(fn, str):  # @register_model("name")
         fn, name = None, fn
@@ -32,7 +35,7 @@ def register_model(fn: Callable[..., nn.Module] | str | None = None, *, name: st
     def wrap(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if not callable(f):
             raise LandscapeError(f"register_model decorates a class or function, not a {type(f).__name__}")
-        _REGISTRY[name or f.__name__] = f
+        register(_REGISTRY, name or f.__name__, f, "model")
         return f
     return wrap(fn) if fn is not None else wrap
 

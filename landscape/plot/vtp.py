@@ -16,6 +16,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from ..errors import LandscapeError
+from ..filewrite import write_text_atomic
 from .canvas import grid_arrays
 
 LOG_OFFSET = 0.1  # Li et al.'s h52vtp: z -> log(z + 0.1)
@@ -86,9 +87,4 @@ def write_vtp(path: str | os.PathLike, x: Sequence[float], y: Sequence[float], v
             "      <Polys>\n", _data_array("connectivity", "Int64", quads, per_line=4),
             _data_array("offsets", "Int64", offsets), "      </Polys>\n",
             "    </Piece>\n", "  </PolyData>\n", "</VTKFile>\n"]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(text), encoding="ascii")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, "".join(text), encoding="ascii")

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..data import DataSpec
 from ..errors import LandscapeError
+from ..renamed import renamed_keywords
 from ..risk import ParamSpec
 from ..rng import generator
 from ..losses import LossSpec
@@ -82,16 +83,17 @@ def _ascend(obj: EmpiricalRisk, group: Batches, c: torch.Tensor, rho: float, p: 
     return best - base
 
 
+@renamed_keywords(n_samples="n_probes")
 def adaptive(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *,
              rho: float = 0.05, p: float | int | str = 2, kind: str = "worst",
              adaptive: bool = True, m: int | None = None, n_steps: int = 20, step_size: float | None = None,
-             n_samples: int = 20, loss: LossSpec = "crossentropy", batch_size: int | None = None,
+             n_probes: int = 20, loss: LossSpec = "crossentropy", batch_size: int | None = None,
              params: ParamSpec = None, seed: int = 0, device: str | torch.device | None = None,
              progress: bool = False, data_on: str = "auto") -> AdaptiveResult:
     """(Adaptive) worst-case or average-case sharpness at the model's current weights.
 
     ``kind="worst"``: ``n_steps`` ascent steps of size ``step_size`` (default ``rho``) in
-    ``u = delta / c``. ``kind="average"``: ``n_samples`` Gaussian draws ``delta ~ N(0, rho^2 c^2)``
+    ``u = delta / c``. ``kind="average"``: ``n_probes`` Gaussian draws ``delta ~ N(0, rho^2 c^2)``
     (independent per m-group), reported with their standard error. Weights are restored after.
     """
     p = norm_p(p)
@@ -99,8 +101,8 @@ def adaptive(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *,
         raise LandscapeError(f"kind must be one of {KINDS}, got {kind!r}")
     if not rho > 0:
         raise LandscapeError(f"rho must be positive, got {rho}")
-    if n_steps < 1 or n_samples < 1:
-        raise LandscapeError(f"n_steps and n_samples must be at least 1, got {n_steps} and {n_samples}")
+    if n_steps < 1 or n_probes < 1:
+        raise LandscapeError(f"n_steps and n_probes must be at least 1, got {n_steps} and {n_probes}")
     step = rho if step_size is None else float(step_size)
     if not step > 0:
         raise LandscapeError(f"step_size must be positive, got {step_size}")
@@ -124,8 +126,8 @@ def adaptive(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *,
             stderr = float(per_group.std(ddof=1) / np.sqrt(len(groups))) if len(groups) > 1 else math.nan
         else:
             bases = np.array([obj.loss(g) for g in groups])
-            draws = np.empty(n_samples)
-            bar = tqdm(range(n_samples), desc="average-case sharpness", unit="draw", disable=not progress,
+            draws = np.empty(n_probes)
+            bar = tqdm(range(n_probes), desc="average-case sharpness", unit="draw", disable=not progress,
                        leave=False, dynamic_ncols=True)
             for s in bar:
                 diffs = np.empty(len(groups))
@@ -135,11 +137,11 @@ def adaptive(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *,
                     diffs[i] = obj.loss(g) - bases[i]
                 draws[s] = float(weights @ diffs)
             value = float(draws.mean())
-            stderr = float(draws.std(ddof=1) / np.sqrt(n_samples)) if n_samples > 1 else math.nan
+            stderr = float(draws.std(ddof=1) / np.sqrt(n_probes)) if n_probes > 1 else math.nan
     settings = {"measure": "adaptive" if kind == "worst" else "average", "kind": kind, "rho": rho, "p": p,
                 "adaptive": bool(adaptive), "m": m, "n_steps": n_steps if kind == "worst" else None,
                 "step_size": step if kind == "worst" else None,
-                "n_samples": n_samples if kind == "average" else None, "seed": seed, **sharpness_settings(obj)}
+                "n_probes": n_probes if kind == "average" else None, "seed": seed, **sharpness_settings(obj)}
     return AdaptiveResult(value=value, base_loss=base, settings=settings, n_evals=obj.n_evals - evals_before, stderr=stderr,
                           n_groups=len(groups))
 

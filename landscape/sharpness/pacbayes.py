@@ -3,7 +3,7 @@
 ``sigma`` is the largest value with ``E_u[err(w + u)] - err(w) <= target`` (target 0.1), found by
 bisection; flatness is ``1 / sigma^2``. Plain: ``u ~ N(0, sigma^2 I)``; magnitude-aware:
 ``u_i ~ N(0, sigma^2 w_i^2 + eps^2)``, invariant to how the weights are scaled. The expectation
-is a Monte Carlo mean over ``n_samples`` draws. The *same* standard-normal draws ``z`` are reused
+is a Monte Carlo mean over ``n_probes`` draws. The *same* standard-normal draws ``z`` are reused
 at every ``sigma`` (``u = std(sigma) * z``, the standard deviation, not the variance), so the
 estimated deviation is a smooth, nearly monotone function of ``sigma`` and bisection on it is
 well posed rather than chasing sampling noise.
@@ -18,6 +18,7 @@ from torch import nn
 
 from ..data import DataSpec
 from ..errors import LandscapeError
+from ..renamed import renamed_keywords
 from ..risk import ParamSpec
 from ..rng import generator
 from ..losses import LossSpec
@@ -43,9 +44,10 @@ class PacBayesResult(SharpnessResult):
         return float(self.value)
 
 
+@renamed_keywords(n_samples="n_probes")
 def pac_bayes_sigma(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *,
                     target: float = 0.1, metric: str = "error",
-                    magnitude_aware: bool = False, eps: float = 1e-3, n_samples: int = 10, tol: float = 1e-2,
+                    magnitude_aware: bool = False, eps: float = 1e-3, n_probes: int = 10, tol: float = 1e-2,
                     sigma_init: float | None = None, max_bisect: int = 60, loss: LossSpec = "crossentropy",
                     batch_size: int | None = None, params: ParamSpec = None, seed: int = 0,
                     device: str | torch.device | None = None, progress: bool = False, data_on: str = "auto") -> PacBayesResult:
@@ -62,8 +64,8 @@ def pac_bayes_sigma(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = Non
         raise LandscapeError(f"target must be positive, got {target}")
     if not 0 < tol < 1:
         raise LandscapeError(f"tol must be in (0, 1), got {tol}")
-    if n_samples < 1:
-        raise LandscapeError(f"n_samples must be at least 1, got {n_samples}")
+    if n_probes < 1:
+        raise LandscapeError(f"n_probes must be at least 1, got {n_probes}")
     if magnitude_aware and eps < 0:
         raise LandscapeError(f"eps must be >= 0, got {eps}")
     obj = objective(risk, data, loss, batch_size, params, device, data_on)
@@ -71,7 +73,7 @@ def pac_bayes_sigma(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = Non
     measure = obj.error if metric == "error" else obj.loss
     w = obj.origin_flat().to(obj.device)
     gen = generator(seed, "pac-bayes")
-    draws = [torch.randn(len(w), generator=gen, dtype=torch.float64).to(obj.device) for _ in range(n_samples)]
+    draws = [torch.randn(len(w), generator=gen, dtype=torch.float64).to(obj.device) for _ in range(n_probes)]
     evaluated: dict[float, float] = {}
 
     def deviation(sigma: float) -> float:
@@ -84,7 +86,7 @@ def pac_bayes_sigma(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = Non
             for z in draws:
                 obj.offset(std * z)
                 total += measure()
-            evaluated[sigma] = total / n_samples - base
+            evaluated[sigma] = total / n_probes - base
         return evaluated[sigma]
 
     from tqdm.auto import tqdm
@@ -136,7 +138,7 @@ def pac_bayes_sigma(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = Non
         bar.close()
     sigma = 0.5 * (lo + hi)
     settings = {"measure": "pacbayes", "target": target, "metric": metric, "magnitude_aware": bool(magnitude_aware),
-                "eps": eps if magnitude_aware else None, "n_samples": n_samples, "tol": tol, "seed": seed,
+                "eps": eps if magnitude_aware else None, "n_probes": n_probes, "tol": tol, "seed": seed,
                 "noise": "N(0, sigma^2 w^2 + eps^2)" if magnitude_aware else "N(0, sigma^2 I)", **sharpness_settings(obj)}
     return PacBayesResult(value=sigma, base_loss=base, settings=settings, n_evals=obj.n_evals - evals_before,
                           flatness=1.0 / sigma ** 2, deviation=evaluated[lo], bracket=[lo, hi], n_bisect=n_bisect)
