@@ -40,3 +40,13 @@ def test_sharpness_draws_keyword():
         warnings.simplefilter("error", DeprecationWarning)
         new = pac_bayes_sigma(model, data, metric="loss", n_probes=2, tol=0.2)
     assert old.value == new.value and new.settings["n_probes"] == 2
+
+
+def test_cli_flags_take_the_new_name_and_the_old_one():
+    from landscape.cli import build_parser
+
+    parser = build_parser()
+    for flag in ("--probes", "--mc-samples"):
+        assert parser.parse_args(["sharpness", "--ckpt", "m.pt", flag, "3"]).mc_samples == 3
+    for flag in ("--density-probes", "--density-runs"):
+        assert parser.parse_args(["hessian", "--ckpt", "m.pt", flag, "4"]).density_runs == 4
