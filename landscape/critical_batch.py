@@ -161,6 +161,7 @@ def draw_critical(cb: CriticalBatch, *, steps_label: str, right_title: str):
     right: B_simple over training per tracked run, its value at the target marked. A detached Figure."""
     from .figures.common import log_axes, pct
     from .plot.canvas import new_figure
+    from .track import series
 
     fig = new_figure((12.5, 4.8))
     ax, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
@@ -185,7 +186,7 @@ def draw_critical(cb: CriticalBatch, *, steps_label: str, right_title: str):
     ax.set_title("critical batch size: predicted (noise scale) and measured (steps to result)", fontsize=10)
     for k, (bs, members) in enumerate(cb.runs.items()):
         for j, run in enumerate(members):
-            st, bv = track_series(run, "b_simple")
+            st, bv = series(run["track"], "b_simple")
             ok = np.isfinite(bv) & (bv > 0)  # gaps where |G|^2 was below what the subset resolves
             ax2.plot(np.maximum(st, 1), np.where(ok, bv, np.nan), ".-", ms=3, color=f"C{k}", lw=1, alpha=0.7,
                      label=f"batch {bs}" if j == 0 else None)
@@ -196,10 +197,3 @@ def draw_critical(cb: CriticalBatch, *, steps_label: str, right_title: str):
     log_axes(ax2, "optimizer step (step 0 drawn at 1)", r"$B_{simple} = tr(\Sigma)/|G|^2$ (per-sample gradients)")
     ax2.set_title(right_title, fontsize=10)
     return fig
-
-
-def track_series(run: Mapping, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, values) of one quantity of a tracked run; a JSON null (infinite B_simple) as NaN."""
-    pts = run["track"]["points"]
-    return (np.array([p["step"] for p in pts], dtype=float),
-            np.array([math.nan if p[key] is None else p[key] for p in pts], dtype=float))

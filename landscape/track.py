@@ -281,6 +281,13 @@ def edge_lines(lr: float, momentum: float = 0.0) -> dict[str, float]:
     return lines
 
 
+def series(track: Mapping[str, Any], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of one quantity of a track; JSON's null (an infinite B_simple, an undefined SE) as NaN."""
+    pts = track["points"]
+    return (np.array([p["step"] for p in pts], dtype=float),
+            np.array([math.nan if p.get(key) is None else p[key] for p in pts], dtype=float))
+
+
 def draw_track(track: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, Any]]], out: str | os.PathLike,
                formats: Sequence[str] = ("png",), title: str | None = None) -> list[Path]:
     """lambda_max (with the 2/lr edges), the trace and B_simple against step; one run or several labelled ones."""
@@ -295,9 +302,8 @@ def draw_track(track: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, Any]]
         if not pts:
             continue
         color = f"C{k % 10}"
-        steps = np.array([p["step"] for p in pts], dtype=float)
+        steps, lam = series(t, "lambda_max")
         steps_plot = np.maximum(steps, 1)
-        lam = np.array([p["lambda_max"] for p in pts])
         axes[0].plot(steps_plot, lam, "o-", ms=3, color=color, label=label or r"$\lambda_{max}$")
         lr = t.get("run", {}).get("lr")
         if lr:
@@ -308,10 +314,9 @@ def draw_track(track: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, Any]]
                 axes[0].axhline(value, color=color if len(runs) > 1 else "0.3",
                                 ls="--" if name == "2/lr" else ":", lw=1,
                                 label=f"{name} = {value:.3g}" + (f" (lr {float(lr):g})" if len(runs) > 1 else ""))
-        tr, se = np.array([p["trace"] for p in pts]), np.array([p["trace_se"] for p in pts])
+        tr, se = series(t, "trace")[1], series(t, "trace_se")[1]
         axes[1].errorbar(steps_plot, tr, yerr=se, fmt="o-", ms=3, capsize=2, color=color, label=label or None)
-        b = np.array([p["b_simple"] for p in pts])
-        bse = np.array([p["b_simple_se"] for p in pts], dtype=float)
+        b, bse = series(t, "b_simple")[1], series(t, "b_simple_se")[1]
         ok = np.isfinite(b) & (b > 0)
         axes[2].errorbar(steps_plot[ok], b[ok], yerr=np.where(np.isfinite(bse[ok]), bse[ok], 0), fmt="o-", ms=3,
                          capsize=2, color=color, label=label or None)

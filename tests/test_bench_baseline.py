@@ -52,6 +52,7 @@ def test_paired_rows_reports_ratio(convnet, small_digits, tmp_path):
     r = paired_rows(convnet.eval(), dirs, data, 3, 2, 2, torch.device("cpu"), str(tmp_path), batch_size=64,
                     layout="contiguous")
     assert r["ratio"] > 0 and r["ratio_iqr"][0] <= r["ratio"] <= r["ratio_iqr"][1]
+    assert r["cpu_ratio"] > 0 and r["cpu_ratio_iqr"][0] <= r["cpu_ratio"] <= r["cpu_ratio_iqr"][1]
     assert r["points_per_row"] == 2 and r["rounds"] == 2 and r["fold_bn"] == 3
 
 

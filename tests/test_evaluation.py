@@ -133,3 +133,21 @@ def test_adaptive_evaluator_weighs_tokens_and_uses_the_control_on_token_outputs(
         plain = AdaptiveEvaluator(model, (ids, labels), rtol=ev.rtol, min_samples=32, batch_size=32)()
     assert n < len(ids) and abs(est - moved) <= 3 * se
     assert abs(plain[0] - moved) <= 3 * plain[2] and 2 * n <= plain[3]  # the control saves samples on tokens too
+
+
+def test_batch_size_is_measured_in_turns_and_chosen_by_the_median(monkeypatch):
+    # A load spike while one candidate is timed must not decide: each candidate's median over
+    # rounds taken in turns does. Timings are scripted, so nothing here depends on the machine.
+    import landscape.evaluation as ev
+
+    calls = []
+    scripted = {64: [1.0, 1.0, 1.0], 128: [0.2, 0.9, 0.9], 256: [0.8, 0.8, 0.8]}  # 128: one lucky round
+
+    def fake(model, inputs, batch_size, repeat=3):
+        calls.append(batch_size)
+        return scripted[batch_size][sum(c == batch_size for c in calls) - 1]
+
+    monkeypatch.setattr(ev, "time_forward", fake)
+    best, times = ev.measure_batch_size(None, torch.zeros(300, 1), candidates=(64, 128, 256, 512), repeat=3)
+    assert calls == [64, 128, 256, 256, 128, 64, 64, 128, 256]  # 512 > 300 samples: not tried
+    assert best == 256 and times == {64: 1.0, 128: 0.9, 256: 0.8}

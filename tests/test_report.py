@@ -254,6 +254,7 @@ def scaling_runs(tmp_path_factory):
         write_json_atomic(run / "history.json", {"history": curve, "meta": meta, "status": "finished"})
         points = [{"step": s, "lambda_max": 1.0, "trace": 1.0, "trace_se": 0.1, "b_simple": 30 + 4 * seed + bs / 8,
                    "b_simple_se": 1.0, "lambda_max_hvps": 5} for s in range(0, 401, 50)]
+        points[0].update(b_simple=None, b_simple_se=None)  # |G|^2 unresolved at the start: JSON's null for infinity
         write_json_atomic(run / "track.json", {"format": "landscape-track", "settings": {"samples": 64},
                                                "run": {"lr": 0.1, "momentum": 0.9, "batch_size": bs}, "points": points})
     return root
@@ -271,8 +272,8 @@ def test_report_draws_the_critical_batch_size_with_both_numbers(scaling_runs, tm
     assert min(values) <= lo <= crit["predicted_b_simple"] <= hi <= max(values)
     hit = crit["b_simple_at_target"]["16"][1]  # seed 1 crosses at 165: the first track point at or after is 200
     assert (hit["step"], hit["b_simple"]) == (200, 36.0)
-    paths = report.save(tmp_path)
-    assert paths["critical_batch"].exists() and "![](report_critical_batch.png)" in paths["markdown"].read_text()
+    paths = report.save(tmp_path)  # report_tracks.png too, with the nulls
+    assert paths["tracks"].exists() and paths["critical_batch"].exists() and "![](report_critical_batch.png)" in paths["markdown"].read_text()
     # what is missing is said, in the JSON and the tables
     never = build_report(scaling_runs, [], progress=False, target_error=0.01)
     assert "no batch size(s) reached test error < 0.01" in never.to_dict()["critical_batch"]["absent"]

@@ -10,7 +10,8 @@ the one check against the real older code run side by side (within 10%).
 
 `run` times `compute_surface` (the CLI's defaults: measured batch size and layout, BatchNorm folded)
 and `ll_loop` in turns, one grid row each per round, on the same model, directions and grid, and
-prints the median of the per-row time ratios (ours / baseline) with its interquartile range, for the
+prints the median of the per-row time ratios (ours / baseline) with its interquartile range (wall
+time, and the process's CPU time, which a machine shared with other work distorts least), for the
 digits convnet and for a ResNet-20 at CIFAR shape on synthetic samples.
 """
 from __future__ import annotations
@@ -154,18 +155,24 @@ def paired_rows(model: nn.Module, directions, data, grid: int, row_points: int, 
     kw = dict(progress=False, comm=None, batch_size=bs, device=device, layout=layout, **surface_kw)
     warm = compute_surface(model, directions, data, [0.0], [0.0], **kw)
     ll_loop(model, directions, data, xs, ys, h5, points=[0])
-    ours, base = [], []
+    ours, base, cpu = [], [], {"ours": [], "ll": []}
     for r in range(rounds):
         j = r % len(ys)
         pts = [j * grid + int(i) for i in cols]
         jobs = [("ours", lambda: compute_surface(model, directions, data, xs[cols], [ys[j]], **kw)),
                 ("ll", lambda: ll_loop(model, directions, data, xs, ys, h5, points=pts))]
         for name, job in (jobs if r % 2 == 0 else jobs[::-1]):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             job()
             (ours if name == "ours" else base).append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
     ratios = np.asarray(ours) / np.asarray(base)
+    # CPU time of this process (both loops run in it, on the torch threads set): what a machine
+    # shared with other work changes least; with one thread it matches wall time on a quiet one.
+    cpu_ratios = np.asarray(cpu["ours"]) / np.asarray(cpu["ll"])
     return {"ratio": float(np.median(ratios)), "ratio_iqr": [float(q) for q in np.percentile(ratios, [25, 75])],
+            "cpu_ratio": float(np.median(cpu_ratios)),
+            "cpu_ratio_iqr": [float(q) for q in np.percentile(cpu_ratios, [25, 75])],
             "ours_per_point_s": float(np.median(ours)) / len(cols), "ll_per_point_s": float(np.median(base)) / len(cols),
             "points_per_row": len(cols), "rounds": rounds, "batch_size": bs, "layout": layout,
             "fold_bn": int(warm.attrs["fold_bn"]), "samples": len(data)}
@@ -189,6 +196,7 @@ def run(args: argparse.Namespace) -> dict:
             print(f"{label}: ours / older-tool loop, median of {r['rounds']} paired rows of {r['points_per_row']} "
                   f"points: {r['ratio']:.3f} (IQR {r['ratio_iqr'][0]:.3f}-{r['ratio_iqr'][1]:.3f}); per point "
                   f"{r['ours_per_point_s'] * 1e3:.1f} ms vs {r['ll_per_point_s'] * 1e3:.1f} ms "
-                  f"(batch {r['batch_size']}, {r['layout']}, {r['fold_bn']} BN folded; {threads} thread(s))",
+                  f"(batch {r['batch_size']}, {r['layout']}, {r['fold_bn']} BN folded; {threads} thread(s)); CPU "
+                  f"time ratio {r['cpu_ratio']:.3f} (IQR {r['cpu_ratio_iqr'][0]:.3f}-{r['cpu_ratio_iqr'][1]:.3f})",
                   flush=True)
     return result

@@ -18,7 +18,7 @@ import statistics
 
 import numpy as np
 
-from ..critical_batch import b_simple_at_target, bootstrap_b_crit, critical_batch, draw_critical, track_series
+from ..critical_batch import b_simple_at_target, bootstrap_b_crit, critical_batch, draw_critical
 from . import FigureResult, register_figure
 from .common import log_axes
 
@@ -36,7 +36,7 @@ def make_edge(ctx) -> FigureResult:
     if not ctx.is_root or ctx.scale.tracking is None:
         return FigureResult()
     from ..plot.canvas import new_figure
-    from ..track import edge_lines
+    from ..track import edge_lines, series
 
     s, t = ctx.scale.scaling, ctx.scale.tracking
     runs = _tracked(ctx)
@@ -48,7 +48,7 @@ def make_edge(ctx) -> FigureResult:
         color = f"C{k}"
         curves = []
         for run in members:
-            steps, lam = track_series(run, "lambda_max")
+            steps, lam = series(run["track"], "lambda_max")
             ax.plot(np.maximum(steps, 1), lam, "-", color=color, lw=0.7, alpha=0.45)
             curves.append(lam)
         n = min(len(c) for c in curves)

@@ -145,12 +145,12 @@ def eigenvalues(risk: EmpiricalRisk | nn.Module, data: DataSpec | None = None, *
     ``method="lanczos"`` stops once every wanted Ritz value's error estimate is below
     ``tol * |value|``; ``"block"`` is block Lanczos with ``block_size`` products a step (same
     stopping rule; finds repeated eigenvalues up to ``block_size`` copies); ``"power"`` (power
-    iteration with deflation) stops on the residual per eigenvalue. ``"auto"`` (default) picks
-    Lanczos or block Lanczos (blocks of `AUTO_BLOCK_SIZE`) by what a product costs: products run
-    on gradient graphs kept between them (`RetainedProducts`, when they fit in ``retain_bytes``),
-    and blocks are chosen only when the graphs are not kept and the forward pass and first
-    backward they share are more than `AUTO_BLOCK_FORWARD_SHARE` of a product (measured on the
-    first data batch). ``max_iter`` bounds the products (Lanczos: in total, default ``min(P, 300)``;
+    iteration with deflation) stops on the residual per eigenvalue. Every method runs its
+    products on gradient graphs kept between them (`RetainedProducts`: each product then costs
+    its second backward only) when they fit in ``retain_bytes`` (0: never). ``"auto"`` (default)
+    picks Lanczos or block Lanczos (blocks of `AUTO_BLOCK_SIZE`) by what a product costs: blocks
+    only when the graphs are not kept and the forward pass and first backward they share are
+    more than `AUTO_BLOCK_FORWARD_SHARE` of a product (measured on the first data batch). ``max_iter`` bounds the products (Lanczos: in total, default ``min(P, 300)``;
     power: per eigenvalue, default 1000). ``params`` restricts to one layer or block.
     ``check_rounding`` (float32 models) measures the products' rounding against float64 on
     512 samples (2 products) and folds it into ``errors`` and ``converged`` (see `EigenResult`).
