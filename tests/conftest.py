@@ -5,10 +5,18 @@ import os
 import subprocess
 import sys
 
-import pytest
-import torch
+# One torch thread per test process, set before torch starts its pool: CI runs two pytest-xdist
+# workers on two cores, and two OpenMP threads per worker (plus the CLI subprocesses they start,
+# which inherit this) oversubscribe the cores; on a busy machine the spinning threads made a dense
+# 628-parameter Hessian take over 600 s instead of 9.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import landscape
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import landscape  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # in case torch was imported before this file
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
