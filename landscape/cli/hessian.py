@@ -112,7 +112,11 @@ def run(args: argparse.Namespace) -> int:
                                       max_iter=args.max_iter, seed=args.seed, progress=progress, store=record)
             flag = "" if res.converged else "  (limited by float32 rounding, see the note)" if \
                 res.precision_limited else "  (NOT converged: raise --max-iter or loosen --tol)"
-            lines.append(f"{which} {args.k} ({args.method}, {res.n_hvps} HVPs): "
+            solver = res.settings.get("solver", args.method)  # what ran: auto names its choice
+            how = args.method if solver == args.method else f"{args.method}: {solver}"
+            if res.settings.get("graphs_retained"):
+                how += ", graphs kept"
+            lines.append(f"{which} {args.k} ({how}, {res.n_hvps} HVPs): "
                          + ", ".join(f"{v:.6g}" for v in res.values) + flag
                          + (reused if f"{which}_eigenvalues" in record.reused else ""))
             if which == ends[0] and res.rounding_error:
