@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .batches import data_length
+
 PILOT_SAMPLES = 256
 BLOCK = 8  # products per block in the trace and the density (landscape.hessian.lanczos.DEFAULT_BLOCK_SIZE)
 PILOT_BLOCK = 4  # the pilot times one product and one block of this many: F + S and F + 4 S
@@ -99,8 +101,13 @@ def time_per_call(fn: Callable[[], Any], repeats: int = 2, warm: bool = True) ->
 
 
 def _head(data: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` samples; a map-style `Dataset` is read only that far, not whole."""
+    from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
     from .data import as_tensors
 
+    if isinstance(data, Dataset) and not isinstance(data, (TensorDataset, DataLoader)):
+        data = Subset(data, range(min(n, data_length(data))))
     x, y = as_tensors(data)
     return x[:n], y[:n]
 
@@ -196,7 +203,7 @@ def surface_plan(job: Any, *, workers: int = 1, pilot_samples: int = PILOT_SAMPL
             done = 0
         if 0 < done <= total:
             todo, skipped = total - done, f"{done:,} of {total:,} points already computed"
-    sizes = {s: len(_head(d, 10 ** 12)[0]) for s, d in splits.items()}
+    sizes = {s: data_length(d) for s, d in splits.items()}
     per_point = {s: min(n, job.samples) if job.samples else n for s, n in sizes.items()}
     pilot = {s: _head(d, pilot_samples) for s, d in splits.items()}
     n_pilot = sum(len(v[0]) for v in pilot.values())
@@ -224,7 +231,7 @@ def surface_plan(job: Any, *, workers: int = 1, pilot_samples: int = PILOT_SAMPL
     pilot_text = f"measured on a pilot of {n_pilot} samples: {per_sample * 1e3:.3g} ms per point and sample"
     if job.eig:  # one Lanczos run per point on the train split (or its --eig-samples subset)
         train = splits.get("train", next(iter(splits.values())))
-        n_train = len(_head(train, 10 ** 12)[0])
+        n_train = data_length(train)
         eig_n = min(job.eig_samples or n_train, n_train)
         hvp = pass_seconds_per_sample(base.model, train, ["hvp"], loss=loss, device=job.device,
                                       pilot_samples=pilot_samples)["hvp"]  # one Lanczos product at a time
@@ -308,7 +315,7 @@ def sharpness_plan(model: nn.Module, data: Any, measures: Sequence[str], setting
     kinds = {p[2] for p in parts}
     seconds = pass_seconds_per_sample(model, data, sorted(kinds), loss=loss, batch_size=batch_size, device=device,
                                       params=params, pilot_samples=pilot_samples)
-    n = len(_head(data, 10 ** 12)[0])
+    n = data_length(data)
     plan_parts = [Part(name, passes, n, kind, seconds[kind], note) for name, passes, kind, note in parts]
     return Plan("sharpness", plan_parts, _pilot_text(min(pilot_samples, n), seconds))
 
