@@ -27,7 +27,7 @@ from .batches import (Batch, ResidentBatches, StreamingBatches, call_model, choo
                       data_length, slice_batch)
 from .data import subset_indices
 from .errors import LandscapeError
-from .losses import LossSpec, batch_totals, correct_count, get_loss, loss_name
+from .losses import LossSpec, batch_totals, correct_count, get_loss, loss_name, wide_head
 from .rng import plain_generator
 
 DEFAULT_BATCH_SIZE = 512
@@ -302,6 +302,11 @@ class EmpiricalRisk:
             value += 0.5 * self.weight_decay * float(w @ w)
         return value
 
+    def weighted_loss(self, batch: Batch, total: float) -> torch.Tensor:
+        """``batch``'s mean loss times its share ``n_b / total`` of the data, on a float64 loss head
+        (`losses.wide_head`): what gradients and Hessian products differentiate."""
+        return self.loss_fn(wide_head(self.outputs(batch)), batch.target) * (batch.weight / total)
+
     def loss_and_grad(self, batches: Iterable[Batch] | None = None) -> tuple[float, torch.Tensor]:
         """Weighted mean loss (with the weight-decay term) and its flat float64 gradient."""
         self._need_params()
@@ -310,7 +315,7 @@ class EmpiricalRisk:
         acc = [torch.zeros_like(p, dtype=torch.float64) for p in self.params]
         with eval_mode(self.model), torch.enable_grad():
             for b in self.batches if batches is None else batches:
-                loss = self.loss_fn(self.outputs(b), b.target) * (b.weight / n)
+                loss = self.weighted_loss(b, n)
                 grads = torch.autograd.grad(loss, self.params, allow_unused=True)
                 total += float(loss.detach())
                 for a, g in zip(acc, grads):
@@ -350,8 +355,8 @@ class EmpiricalRisk:
         total = self.total_weight
         with eval_mode(self.model), torch.enable_grad(), double_backward_attention():
             for b in self.batches:
-                loss = self.loss_fn(self.outputs(b), b.target) * (b.weight / total)
-                grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+                grads = torch.autograd.grad(self.weighted_loss(b, total), self.params, create_graph=True,
+                                            allow_unused=True)
                 self.add_products(grads, vectors, out, keep_graph=False)
         if self.weight_decay:
             out += self.weight_decay * V

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from landscape.losses import IGNORE_INDEX, batch_totals, correct_count, count_targets, get_loss
+from landscape.losses import IGNORE_INDEX, batch_totals, correct_count, count_targets, get_loss, wide_head
 
 
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
@@ -77,3 +77,27 @@ def test_ignored_class_targets_do_not_count():
     assert count_targets(y) == 15 and count_targets(torch.randn(6, 2)) == 6
     loss_sum, _ = batch_totals("crossentropy")(out, y)
     assert torch.allclose(loss_sum, F.cross_entropy(out, y, reduction="sum"), rtol=1e-12, atol=0)
+
+
+def test_wide_head_gives_the_saturated_gradient_float32_loses():
+    """Logits with a 14-nat margin (loss ~2e-6): float64 head's gradient 1 - p equals the closed form
+    ``sum_{j != y} exp(z_j - z_y)``-based value, where float32's is off by more than 1e-3."""
+    z = torch.tensor([[14.0, 0.0, 0.0]], requires_grad=True)
+    y = torch.tensor([0])
+    exact = -2 * torch.exp(torch.tensor(-14.0, dtype=torch.float64)) / (1 + 2 * torch.exp(torch.tensor(-14.0, dtype=torch.float64)))
+    (g64,) = torch.autograd.grad(F.cross_entropy(wide_head(z), y), z)
+    (g32,) = torch.autograd.grad(F.cross_entropy(z, y), z)
+    assert g64.dtype == torch.float32  # the network keeps its dtype: the cast's backward hands it back
+    assert float(g64[0, 0]) == pytest.approx(float(exact), rel=1e-6)
+    assert abs(float(g32[0, 0]) - float(exact)) > 1e-3 * abs(float(exact))
+
+
+def test_wide_head_leaves_float64_and_very_large_outputs_alone(monkeypatch):
+    import landscape.losses
+
+    x64 = torch.zeros(3, 4, dtype=torch.float64)
+    assert wide_head(x64) is x64
+    assert wide_head(torch.zeros(3, 4, dtype=torch.bfloat16)).dtype == torch.float64
+    monkeypatch.setattr(landscape.losses, "WIDE_HEAD_MAX_ELEMENTS", 11)
+    big = torch.zeros(3, 4)
+    assert wide_head(big) is big

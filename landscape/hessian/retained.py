@@ -63,7 +63,7 @@ def _weighted_losses(risk: EmpiricalRisk) -> Iterator[tuple[torch.Tensor, int]]:
     loss, and that count."""
     total = risk.total_weight
     for b in risk.batches:
-        yield risk.loss_fn(risk.outputs(b), b.target) * (b.weight / total), b.weight
+        yield risk.weighted_loss(b, total), b.weight
 
 
 class RetainedProducts:
