@@ -93,6 +93,28 @@ class FoldedModel(nn.Module):
             torch.mul(w, s.view(-1, *([1] * (w.dim() - 1))), out=fw)
 
 
+class _LiveFold(nn.Module):
+    """``norm(layer(x))`` as one layer whose weight and bias are computed from the live tensors at
+    every call, so gradients (and second derivatives) reach the layer's and the norm's parameters."""
+
+    def __init__(self, layer: nn.Module, norm: nn.Module):
+        super().__init__()
+        self.layer, self.norm = layer, norm  # the model's own modules: their parameters, not copies
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layer, norm = self.layer, self.norm
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        if norm.weight is not None:
+            scale = scale * norm.weight
+        bias = -norm.running_mean * scale if layer.bias is None else (layer.bias - norm.running_mean) * scale
+        if norm.bias is not None:
+            bias = bias + norm.bias
+        weight = layer.weight * scale.view(-1, *([1] * (layer.weight.dim() - 1)))
+        if isinstance(layer, nn.Linear):
+            return nn.functional.linear(x, weight, bias)
+        return layer._conv_forward(x, weight, bias)
+
+
 def _folded_layer(layer: nn.Module) -> nn.Module:
     """An uninitialized copy of ``layer``'s configuration with a bias (no RNG drawn, no init run)."""
     w = layer.weight
@@ -151,7 +173,8 @@ def _relu_inplace(gm: torch.fx.GraphModule, modules: dict[str, nn.Module]) -> in
 
 
 def fold_batchnorm(model: nn.Module, example: torch.Tensor | None = None,
-                   relu_inplace: bool = True, required: bool = False) -> FoldedModel | None:
+                   relu_inplace: bool = True, required: bool = False,
+                   live: bool = False) -> FoldedModel | torch.fx.GraphModule | None:
     """A `FoldedModel` twin of ``model`` with every foldable BatchNorm folded, or None.
 
     Folded: a Conv1d/2d/3d (Linear -> BatchNorm1d too, when ``example`` inputs show the linear
@@ -201,7 +224,7 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor | None = None,
         if not ok or layer.weight.shape[0] != norm.num_features:
             continue
         name = f"_folded_{len(pairs)}"
-        folded = _folded_layer(layer)
+        folded = _LiveFold(layer, norm) if live else _folded_layer(layer)
         gm.add_submodule(name, folded)
         with gm.graph.inserting_after(src):
             new = gm.graph.call_module(name, src.args, src.kwargs)
@@ -211,7 +234,10 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor | None = None,
         pairs.append(_Pair(layer, norm, folded))
     if not pairs:
         return no(f"{type(model).__name__} has no convolution followed only by an eval-mode BatchNorm")
-    n_relu = _relu_inplace(gm, dict(gm.named_modules())) if relu_inplace else 0
+    n_relu = _relu_inplace(gm, dict(gm.named_modules())) if relu_inplace and not live else 0
     gm.graph.lint()
     gm.recompile()
+    if live:
+        gm.n_folded = len(pairs)
+        return gm
     return FoldedModel(gm, pairs, n_relu)

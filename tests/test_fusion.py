@@ -156,3 +156,38 @@ def test_linear_batchnorm_folds_only_when_its_input_is_known_2d():
     # (N, 4, 4) through Linear(4, 4): BatchNorm1d normalises dim 1, which is not the linear's features
     seq = _with_bn_stats(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)))
     assert fold_batchnorm(seq, torch.randn(3, 4, 4)) is None
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_live_fold_has_the_models_values_gradients_and_hessian_products(name):
+    """``live=True`` forms the folded weights from the live tensors at every call, so derivatives of
+    any order reach the conv's and the BatchNorm's own parameters: float64 Hessian products through
+    it equal those of the model as it is (an independent path: BatchNorm applied to activations)."""
+    from landscape.risk import EmpiricalRisk
+
+    model = _model(name).double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, *SHAPES[name], generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (6,), generator=g)
+    twin = fold_batchnorm(model, x, live=True)
+    assert twin.n_folded == sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert _close(_run(model, x), _run(twin, x), rel=1e-12)
+    folded, plain = (EmpiricalRisk(model, (x, y), batch_size=4, fold_bn=f) for f in (True, False))
+    assert folded.product_model(next(iter(folded.batches))) is not model
+    assert plain.product_model(next(iter(plain.batches))) is model
+    _, g_folded = folded.loss_and_grad()
+    _, g_plain = plain.loss_and_grad()
+    assert _close(g_plain, g_folded, rel=1e-12)  # every parameter, the BatchNorms' gamma and beta included
+    V = torch.randn(2, folded.num_params, generator=g, dtype=torch.float64)
+    assert _close(plain.hmm(V), folded.hmm(V), rel=1e-10)
+    assert not any(p.grad is not None for p in model.parameters())  # nothing leaks into .grad
+
+
+def test_live_fold_falls_back_to_the_model_when_nothing_folds():
+    from landscape.risk import EmpiricalRisk
+
+    torch.manual_seed(0)
+    mlp = landscape.build_model("mlp", input_shape=(1, 8, 8), num_classes=10, hidden=[12])
+    x, y = torch.randn(5, 1, 8, 8), torch.randint(0, 10, (5,))
+    risk = EmpiricalRisk(mlp, (x, y))
+    assert risk.product_model(next(iter(risk.batches))) is mlp  # no BatchNorm: not even traced
