@@ -132,7 +132,8 @@ def _folded_layer(layer: nn.Module) -> nn.Module:
 
 
 def _shapes(gm: torch.fx.GraphModule, example: torch.Tensor | None) -> dict | None:
-    """Output rank of every node on a two-sample example, or None without one."""
+    """Output metadata (``TensorMetadata``: shape, dtype, ...) of every tensor node on a two-sample
+    example, or None without one."""
     if example is None:
         return None
     from torch.fx.passes.shape_prop import ShapeProp
@@ -142,7 +143,7 @@ def _shapes(gm: torch.fx.GraphModule, example: torch.Tensor | None) -> dict | No
             ShapeProp(gm).propagate(example[:2])
     except Exception:  # noqa: BLE001 - shape checks are optional: fold only what needs none
         return None
-    return {n: len(n.meta["tensor_meta"].shape) for n in gm.graph.nodes
+    return {n: n.meta["tensor_meta"] for n in gm.graph.nodes
             if isinstance(n.meta.get("tensor_meta"), torch.fx.passes.shape_prop.TensorMetadata)}
 
 
@@ -172,6 +173,34 @@ def _relu_inplace(gm: torch.fx.GraphModule, modules: dict[str, nn.Module]) -> in
     return count
 
 
+def _add_inplace(gm: torch.fx.GraphModule, modules: dict[str, nn.Module], metas: dict | None) -> int:
+    """Make each ``a + b`` whose ``a`` (or ``b``) is a layer's fresh output used by nothing else run as
+    ``a.add_(b)``: a ResNet's residual sums, one allocation fewer per block (ResNet-20 at batch 32,
+    1 thread, paired over 8 rounds: 0.97x the folded twin's forward). Only where the example showed
+    the sum with that output's shape and dtype, so the in-place sum is the tensor the plain one is.
+    Run after `_relu_inplace`, whose test for a fresh input knows only the plain sum.
+    """
+    if metas is None:
+        return 0
+    count = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in (operator.add, torch.add) or len(node.args) != 2 \
+                or node.kwargs or node not in metas:
+            continue
+        for into, other in (node.args, node.args[::-1]):
+            same = isinstance(into, torch.fx.Node) and into in metas and \
+                (metas[into].shape, metas[into].dtype) == (metas[node].shape, metas[node].dtype)
+            if same and into.op == "call_module" and type(modules.get(into.target)) in _FRESH_MODULES \
+                    and len(into.users) == 1:
+                with gm.graph.inserting_after(node):
+                    new = gm.graph.call_method("add_", (into, other))
+                node.replace_all_uses_with(new)
+                gm.graph.erase_node(node)
+                count += 1
+                break
+    return count
+
+
 def fold_batchnorm(model: nn.Module, example: torch.Tensor | None = None,
                    relu_inplace: bool = True, required: bool = False,
                    live: bool = False) -> FoldedModel | torch.fx.GraphModule | None:
@@ -182,7 +211,8 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor | None = None,
     model cannot be traced by torch.fx, is in training mode, or has no such pair; with
     ``required=True`` that case raises a `LandscapeError` whose one line says which it was.
     ``relu_inplace`` also runs each ReLU in place where its input is a fresh tensor used by nothing
-    else, saving an allocation and a pass per layer (1 CPU thread, per point over the folded twin
+    else (and, given ``example``, each residual sum into such a tensor, `_add_inplace`), saving an
+    allocation and a pass per layer (1 CPU thread, per point over the folded twin
     without it: ResNet-20 0.87-0.94, digits convnet 0.80-0.94 channels-last and 0.94-1.04
     contiguous; glibc's page faults on big buffers make single settings swing further either way).
     """
@@ -203,7 +233,8 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor | None = None,
     for name in list(gm._modules):
         gm._modules[name] = model._modules[name]
     modules = dict(gm.named_modules())
-    ranks = _shapes(gm, example)
+    metas = _shapes(gm, example)
+    ranks = None if metas is None else {n: len(m.shape) for n, m in metas.items()}
 
     pairs: list[_Pair] = []
     for node in list(gm.graph.nodes):
@@ -234,7 +265,10 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor | None = None,
         pairs.append(_Pair(layer, norm, folded))
     if not pairs:
         return no(f"{type(model).__name__} has no convolution followed only by an eval-mode BatchNorm")
-    n_relu = _relu_inplace(gm, dict(gm.named_modules())) if relu_inplace and not live else 0
+    n_relu = 0
+    if relu_inplace and not live:
+        n_relu = _relu_inplace(gm, dict(gm.named_modules()))
+        _add_inplace(gm, dict(gm.named_modules()), _shapes(gm, example))  # shapes of the folded graph
     gm.graph.lint()
     gm.recompile()
     if live:

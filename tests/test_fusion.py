@@ -124,6 +124,36 @@ def test_relu_on_a_graph_input_stays_out_of_place():
     assert twin.n_relu_inplace == 1  # only the ReLU after the folded conv
 
 
+class _Sums(nn.Module):
+    """Sums into fresh layer outputs, whose other operand is the block's input (which must survive),
+    a broadcast bias or a scalar; and a sum of two flattened views, which must stay out of place."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.bn_a = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+        self.b = nn.Conv2d(2, 2, 1)
+        self.c = nn.Conv2d(2, 2, 3, padding=1)
+        self.bias = nn.Parameter(torch.randn(1, 2, 1, 1))
+
+    def forward(self, x):
+        y = torch.relu(self.bn_a(self.a(x)) + x)   # folded conv + input: in place into the conv's output
+        z = self.b(y) + self.bias                  # a bias broadcast into the conv's output: in place
+        w = self.bias + self.b(z)                  # the same, operands swapped: in place
+        return (self.c(w) + w.mean()).flatten(1) + z.flatten(1)  # a scalar into a conv output: in place
+
+
+def test_residual_sums_run_in_place_only_into_fresh_same_shape_outputs():
+    model = _with_bn_stats(_Sums())
+    x = torch.randn(3, 2, 5, 5)
+    x0 = x.clone()
+    twin = fold_batchnorm(model, x)
+    code = twin.graph_module.code
+    assert code.count(".add_(") == 4, code  # into the outputs of a (folded), b twice and c; not the flat sum
+    assert _close(_run(model, x), _run(twin, x), rel=1e-6)
+    assert torch.equal(x, x0), "the twin must not overwrite its input"
+    assert ".add_(" not in fold_batchnorm(model).graph_module.code  # no example: shapes unknown, plain sums
+
+
 class _Branchy(nn.Module):
     def __init__(self):
         super().__init__()
