@@ -139,6 +139,37 @@ def data_length(data: Any) -> int:
     return len(data)
 
 
+def head_columns(data: Any, samples: int, target_key: str | None = None) -> tuple[Inputs, torch.Tensor]:
+    """The first ``samples`` samples as columns, reading no further than they need.
+
+    A plan's pilot wants a few hundred samples of data that may be far larger than memory:
+    tensors are sliced, a map-style `Dataset` is read that far by index, and a `DataLoader` or
+    an `IterableDataset` only for the batches that hold them (`columns` reads everything).
+    """
+    from torch.utils.data import IterableDataset, Subset
+
+    if samples <= 0:
+        raise LandscapeError(f"samples must be positive, got {samples}")
+    if isinstance(data, IterableDataset):
+        data = DataLoader(data, batch_size=min(samples, 1024), collate_fn=default_collate)
+    if isinstance(data, DataLoader):
+        parts, n = [], 0
+        for raw in data:
+            inputs, target = split_batch(raw, target_key)
+            parts.append(Batch(_map(torch.as_tensor, inputs), torch.as_tensor(target), 0))
+            n += len(parts[-1].target)
+            if n >= samples:
+                break
+        if not parts:
+            raise LandscapeError("the DataLoader yielded no batches")
+        inputs, target = concat(parts)
+        return _map(lambda t: t[:samples], inputs), target[:samples]
+    if isinstance(data, Dataset) and not isinstance(data, TensorDataset):
+        data = Subset(data, range(min(samples, len(data))))  # type: ignore[arg-type]
+    inputs, target = columns(data, target_key)
+    return _map(lambda t: t[:samples], inputs), target[:samples]
+
+
 class ResidentBatches:
     """The data sliced once into batches that live on the device (views where possible)."""
 

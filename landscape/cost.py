@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batches import data_length
+from .batches import data_length, head_columns
 
 PILOT_SAMPLES = 256
 BLOCK = 8  # products per block in the trace and the density (landscape.hessian.lanczos.DEFAULT_BLOCK_SIZE)
@@ -101,15 +101,10 @@ def time_per_call(fn: Callable[[], Any], repeats: int = 2, warm: bool = True) ->
 
 
 def _head(data: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` samples; a map-style `Dataset` is read only that far, not whole."""
-    from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+    """The first ``n`` samples, read no further (`batches.head_columns`): data may exceed memory."""
+    from .data import one_input
 
-    from .data import as_tensors
-
-    if isinstance(data, Dataset) and not isinstance(data, (TensorDataset, DataLoader)):
-        data = Subset(data, range(min(n, data_length(data))))
-    x, y = as_tensors(data)
-    return x[:n], y[:n]
+    return one_input(*head_columns(data, n))
 
 
 # ------------------------------------------------------------------ pilots

@@ -343,7 +343,11 @@ def as_tensors(data: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:
     one input tensor and its targets, read whole into two tensors (`batches.columns`)."""
     from .batches import columns
 
-    inputs, y = columns(data)
+    return one_input(*columns(data))
+
+
+def one_input(inputs: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` from columns with exactly one input tensor; anything else is refused."""
     if isinstance(inputs, dict) or len(inputs) != 1:
         raise LandscapeError("this needs (inputs, targets) data with one input tensor; "
                              "the measurements (landscape.risk) take any batch structure")

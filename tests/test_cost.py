@@ -91,3 +91,48 @@ def test_plan_of_a_resume_counts_journal_points_and_leaves_the_warning_to_the_ru
     assert main(args) == 0  # the run reads the journal once more: its one warning
     warnings = capfd.readouterr().err.strip().splitlines()
     assert len(warnings) == 1 and "dropped 1 damaged line(s)" in warnings[0], warnings
+
+
+class _Counted(torch.utils.data.Dataset):
+    """A large map-style dataset that counts the items read from it."""
+
+    def __init__(self, n: int):
+        self.n, self.reads = n, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        self.reads += 1
+        return torch.full((4,), float(i % 7)), i % 3
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """A stream that fails past its first ``limit`` items: a pilot must stop reading before."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def __iter__(self):
+        for i in range(10 ** 9):
+            if i >= self.limit:
+                raise AssertionError(f"read past item {self.limit}")
+            yield torch.full((4,), float(i % 7)), i % 3
+
+
+def test_pilot_reads_only_the_head_of_a_loader_or_a_stream():
+    from torch.utils.data import DataLoader
+
+    from landscape.cost import pass_seconds_per_sample, sharpness_plan
+
+    model = torch.nn.Linear(4, 3)
+    data = _Counted(100_000)
+    plan = sharpness_plan(model, DataLoader(data, batch_size=50), ["average"], {"mc_samples": 2}, pilot_samples=120)
+    assert data.reads == 150  # three batches of 50 hold the 120 pilot samples; the other 99,850 unread
+    assert plan.parts[0].samples == 100_000 and "pilot of 120 samples" in plan.pilot
+    data.reads = 0
+    sharpness_plan(model, data, ["average"], {"mc_samples": 2}, pilot_samples=120)  # map-style: by index
+    assert data.reads == 120
+    seconds = pass_seconds_per_sample(model, DataLoader(_Stream(200), batch_size=64), ["forward"], pilot_samples=100)
+    assert seconds["forward"] > 0
+    assert pass_seconds_per_sample(model, _Stream(200), ["gradient"], pilot_samples=100)["gradient"] > 0
