@@ -295,8 +295,9 @@ def train(model: nn.Module, train_data: DataSpec, test_data: DataSpec | None = N
     train_loss, train_acc = evaluate(model, (x, y), loss, eval_batch_size, dev)
     meta.update(step=step, epoch=step / steps_per_epoch, train_loss=train_loss, train_acc=train_acc,
                 train_error=1.0 - train_acc, train_time=train_time, wall_time=time.perf_counter() - start)
-    if test_data is not None:
-        test_loss, test_acc = test_eval()
+    if test_data is not None:  # the last step's evaluation, when it had one: same weights, same numbers
+        last = history[-1] if history and history[-1]["step"] == step and "test_loss" in history[-1] else None
+        test_loss, test_acc = (last["test_loss"], last["test_acc"]) if last else test_eval()
         meta.update(test_loss=test_loss, test_acc=test_acc, test_error=1.0 - test_acc)
     checkpoint = None
     if out is not None:

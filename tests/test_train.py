@@ -102,6 +102,27 @@ def test_divergence_is_recorded_not_raised(digits):
     assert res.meta["diverged"] and res.meta["step"] < 30
 
 
+@pytest.mark.parametrize("steps, eval_every, evaluated", [(4, 2, [2, 4]), (5, 2, [2, 4, 5])])
+def test_test_set_is_evaluated_once_per_evaluation_step(digits, monkeypatch, steps, eval_every, evaluated):
+    import landscape.train as train_module
+
+    calls = []
+
+    class Counting(train_module.Evaluator):
+        def __call__(self):
+            calls.append(1)
+            return super().__call__()
+
+    monkeypatch.setattr(train_module, "Evaluator", Counting)
+    tr, te = digits
+    res = train(init_model("mlp", _small(tr, 256), seed=0), _small(tr, 256), _small(te, 64), batch_size=64,
+                steps=steps, eval_every=eval_every, progress=False)
+    assert [h["step"] for h in res.history] == evaluated
+    assert len(calls) == len(evaluated)  # the last step's evaluation is the final one, not run again
+    assert res.meta["test_loss"] == res.history[-1]["test_loss"]
+    assert res.meta["test_loss"] == pytest.approx(landscape.evaluate(res.model, _small(te, 64))[0], rel=1e-6)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(batch_size=10_000, epochs=1), "exceeds"),
     (dict(epochs=1, steps=3), "exactly one"),
