@@ -37,6 +37,28 @@ def test_plan_budgets_and_lr_scaling():
         plan_sweep(n_train=100, batch_sizes=[10], budget="flops")
 
 
+def test_default_eval_cadence_bounds_test_passes_in_short_runs():
+    from landscape.sweep import default_eval_every
+
+    # long runs: an epoch or 1/100 of the run, as before (20 digits epochs at batch 32: every 8 of 880 steps)
+    assert default_eval_every(880, 44, 32, n_test=360) == 8 == default_eval_every(880, 44, 32)
+    assert default_eval_every(40, 2, 512, n_test=360) == 1
+    # a 100-step run at batch 16 on 1,024 test sequences: every step before, now 10 evaluations
+    assert default_eval_every(100, 512, 16) == 1
+    assert default_eval_every(100, 512, 16, n_test=1024) == 10
+    # longer: at most 2 test samples per trained sample (1024 / (2 * 16) = 32 steps)
+    assert default_eval_every(600, 512, 16, n_test=1024) == 32
+    assert default_eval_every(300, 128, 64, n_test=1024) == 8
+    for steps, bs, n_test in [(7, 16, 1024), (100, 8, 10_000), (150, 64, 512), (3, 512, 100), (999, 4, 64)]:
+        every = default_eval_every(steps, 8192 // bs, bs, n_test)
+        evals = -(-steps // every)  # the last step is evaluated too
+        assert every >= default_eval_every(steps, 8192 // bs, bs)  # never finer than without n_test
+        assert evals <= 10 + 1 or (evals - 1) * n_test <= 2 * steps * bs  # few, or cheaper than training
+    runs = plan_sweep(n_train=8192, batch_sizes=[16, 64], weight_decays=[0], seeds=[0], budget="steps", steps=100,
+                      n_test=1024)
+    assert [r.eval_every for r in runs] == [10, 8]
+
+
 def test_assign_runs_partitions_and_balances():
     runs = plan_sweep(n_train=4096, batch_sizes=[16, 64, 256, 1024], weight_decays=[0, 1e-4], seeds=[0, 1, 2],
                       budget="steps", steps=100)

@@ -40,7 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="test error whose first crossing (step and wall-clock) each run records")
     p.add_argument("--snapshot-every", type=positive_int, default=None, help="snapshot every N epochs")
     p.add_argument("--eval-every", type=positive_int, default=None,
-                   help="steps between test evaluations (default: an epoch or 1/100 of the run)")
+                   help="steps between test evaluations (default: an epoch or 1/100 of the run, coarser in short "
+                        "runs where evaluating the test set that often would cost more than training: at most "
+                        "2 test samples per trained sample, at least 10 evaluations)")
     add_loss_arg(p, "crossentropy")
     p.add_argument("--device", type=device, default=None, help="cpu, cuda (under MPI: one GPU per local rank)")
     p.add_argument("--dry-run", action="store_true", help="list the planned runs and which are done, then exit")
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out, create=not args.dry_run)
     require_device(args.device)
     train_data = get_dataset(args.dataset, "train", args.data_root)
+    n_test = len(get_dataset(args.dataset, "test", args.data_root))  # sizes the default --eval-every
     configs = plan_sweep(
         model=args.model, dataset=args.dataset, n_train=len(train_data), batch_sizes=args.batch_sizes,
         weight_decays=args.weight_decays, seeds=args.seeds, lrs=args.lrs, lr_scaling=args.lr_scaling,
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=None if args.steps is not None else args.epochs, steps=args.steps, optimizer=args.optimizer,
         momentum=args.momentum, nesterov=args.nesterov, schedule=args.schedule, warmup_steps=args.warmup_steps,
         target_error=args.target_error, snapshot_every=args.snapshot_every, eval_every=args.eval_every,
-        loss=args.loss, model_args=args.model_args)
+        loss=args.loss, model_args=args.model_args, n_test=n_test)
     comm = parallel.get_comm()
     rank = parallel.rank_of(comm)
     if args.dry_run:
