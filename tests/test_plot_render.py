@@ -136,6 +136,47 @@ def test_cli_bad_file_is_one_line(tmp_path, capsys, junk):
     assert len(err.splitlines()) == 1 and err.startswith("landscape render: error:")
 
 
+@pytest.mark.parametrize("computed", [True, False])
+def test_cli_refuses_a_surface_without_a_finite_value(tmp_path, capsys, computed):
+    import h5py
+
+    x, y = grid(7, 5)
+    nothing = write_surface(tmp_path / "nan.h5", x, y, {"train_loss": np.full((5, 7), np.nan),
+                                                        "train_acc": np.full((5, 7), np.nan)})
+    with h5py.File(nothing, "a") as f:  # computed and NaN everywhere (a diverged model), or not computed yet
+        f["done"][...] = computed
+    assert main(["render", str(nothing), "--out", str(tmp_path / "figs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("landscape render: error:")
+    assert ("no finite values" in err and "--names" in err) if computed else "none of the surface's 35 points" in err
+    assert not (tmp_path / "figs").exists()
+    partly = np.full((5, 7), np.nan)
+    partly[0, 0] = 1.0  # one finite value: drawn, as before
+    part = write_surface(tmp_path / "part.h5", x, y, {"train_loss": partly})
+    assert main(["render", str(part), "--out", str(tmp_path / "figs")]) == 0
+    assert len(list((tmp_path / "figs").glob("part_train_loss_*.png"))) == 4
+
+
+def test_cli_plot_refuses_to_draw_a_surface_without_a_finite_value(trained_ckpt, tmp_path, capsys, monkeypatch):
+    import landscape.workflow
+
+    def all_nan(job):  # what a model giving NaN at every point computes (NaN weights are refused earlier)
+        x = np.asarray(job.x)
+        path = write_surface(job.surface_path(), x, None, {"train_loss": np.full(len(x), np.nan),
+                                                           "train_acc": np.full(len(x), np.nan)})
+        surface = load_surface(path)
+        surface.done[...] = True
+        return surface
+
+    monkeypatch.setattr(landscape.workflow, "run_surface_job", all_nan)
+    out = tmp_path / "out"
+    assert main(["plot", "--ckpt", str(trained_ckpt), "--x", "-1:1:3", "--samples", "16", "--splits", "train",
+                 "--no-progress", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "landscape plot: error: the surface has no finite values" in err
+    assert list(out.glob("*.h5")) and not list(out.glob("*.png"))  # the numbers are kept, no blank figure
+
+
 def test_cli_kind_choices_match_the_library():
     from landscape.cli.render import KIND_CHOICES
 

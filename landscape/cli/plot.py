@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ..plot import render
 
+    _refuse_blank(job, surface)
     paths = render(surface, job.surface_path().parent, formats=tuple(args.format), log=args.log, vmax=args.vmax)
     _report(job, surface, paths + _view(args, job, surface))
     return 0
@@ -57,6 +58,13 @@ def _view(args: argparse.Namespace, job, surface) -> list:
     from ..view import view_html
 
     return [view_html([surface], job.surface_path().with_suffix(".html"))]
+
+
+def _refuse_blank(job, surface) -> None:
+    """No figures of a surface without one finite value (blank frames); the computed file stays."""
+    from .render import refuse_if_nothing_finite
+
+    refuse_if_nothing_finite(surface, None, f"look at the numbers in {job.surface_path()}")
 
 
 def _report(job, surface, paths) -> None:
@@ -107,6 +115,7 @@ def _run_trajectory(args: argparse.Namespace) -> int:
     from ..plot import render
 
     out_dir = job.surface_path().parent
+    _refuse_blank(job, surface)
     paths = render(surface, out_dir, formats=tuple(args.format), log=args.log, vmax=args.vmax)
     paths += draw_trajectory(surface, job.dir_file, out_dir / f"{job.surface_path().stem}_trajectory",
                              log=args.log, vmax=args.vmax, formats=tuple(args.format))

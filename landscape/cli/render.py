@@ -34,11 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    check_output_dir(args.out or Path(args.surface).parent, "--out" if args.out else "the surface file's directory")
     from ..plot import render
     from ..surface import load_surface
 
     surface = load_surface(args.surface)
+    refuse_if_nothing_finite(surface, args.names, "draw other arrays with --names, or recompute the surface")
+    check_output_dir(args.out or Path(args.surface).parent, "--out" if args.out else "the surface file's directory")
     paths = render(surface, args.out, kinds=tuple(args.kinds), formats=tuple(args.format), log=args.log,
                    vmax=args.vmax, names=args.names, levels=args.levels, method=args.level_method,
                    dpi=int(args.dpi), prefix=args.prefix)
@@ -48,3 +49,22 @@ def run(args: argparse.Namespace) -> int:
     for path in paths:
         print(f"wrote {path}")
     return 0
+
+
+def refuse_if_nothing_finite(surface, names, what_to_do: str) -> None:
+    """A surface whose arrays to draw hold no finite value would give blank figures: say why instead."""
+    import numpy as np
+
+    from ..errors import LandscapeError
+    from ..plot import STANDARD
+
+    present = [n for n in (names or STANDARD + ("min_eig", "max_eig")) if n in surface.arrays]
+    if not present or any(np.isfinite(surface.arrays[n]).any() for n in present):
+        return  # something to draw (or names the renderer refuses in its own words)
+    done, total = int(np.asarray(surface.done).sum()), int(np.asarray(surface.done).size)
+    if done == 0:
+        raise LandscapeError(f"none of the surface's {total} points is computed yet, so there is nothing to draw: "
+                             "compute it with landscape surface (or plot) and the same settings first")
+    raise LandscapeError(f"the surface has no finite values ({', '.join(present)} are NaN or inf at all {done} "
+                         f"computed points: the model diverged or gave NaN there); check the checkpoint and the "
+                         f"run that wrote it (e.g. a smaller --x/--y range, or without --rtol), or {what_to_do}")
