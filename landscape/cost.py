@@ -117,7 +117,7 @@ def pass_seconds_per_sample(model: nn.Module, data: Any, kinds: Sequence[str], *
     size, device and parameters, in eval mode, and gives the weights back untouched.
     """
     from .evaluation import eval_mode
-    from .hessian import HessianOperator
+    from .hessian import HessianOperator, RetainedProducts
     from .losses import get_loss
 
     x, y = _head(data, pilot_samples)
@@ -132,6 +132,13 @@ def pass_seconds_per_sample(model: nn.Module, data: Any, kinds: Sequence[str], *
             block = time_per_call(lambda: op.mm(V), repeats=1, warm=False)
             second = max((block - one) / (PILOT_BLOCK - 1), 0.05 * one)
             out["hvp"], out["hvp_second"] = one / n, second / n
+            # What the eigenvalue solvers run on: the gradient graphs built once, then a second backward
+            # per product (`RetainedProducts`), when the graphs fit.
+            kept = RetainedProducts(op)
+            out["graph_build"] = time_per_call(lambda: (kept.release(), kept._build()), repeats=1, warm=False) / n
+            out["hvp_kept"] = time_per_call(lambda: kept.mv(V[0]), repeats=1) / n
+            out["graph_bytes"] = (kept.graph_bytes or 0) / n
+            kept.release()
         if "gradient" in kinds or "forward" in kinds:
             dev = next(model.parameters()).device if device is None else torch.device(device)
             dtype = next(model.parameters()).dtype
@@ -163,8 +170,9 @@ def blocked_seconds_per_product(n: int, per_sample: Mapping[str, float], block: 
 
 def _pilot_text(n: int, seconds: Mapping[str, float]) -> str:
     names = {"hvp": "Hessian-vector product", "hvp_second": "each further product in a block",
+             "graph_build": "gradient graphs", "hvp_kept": "a product on them",
              "gradient": "gradient", "forward": "forward"}
-    what = ", ".join(f"{names[k]} {v * 1e3:.3g} ms/sample" for k, v in seconds.items())
+    what = ", ".join(f"{names[k]} {v * 1e3:.3g} ms/sample" for k, v in seconds.items() if k in names)
     return f"measured on a pilot of {n} samples: {what}"
 
 
@@ -251,6 +259,7 @@ def hessian_plan(op: Any, data: Any, *, ends: Sequence[str], k: int, method: str
     """The Hessian-vector products ``landscape hessian`` is about to run, timed by a pilot on ``op``'s model
     and the first samples of ``data`` (the data ``op`` runs over)."""
     from .hessian.precision import CHECK_SAMPLES
+    from .hessian.retained import DEFAULT_MAX_BYTES
 
     costs = pass_seconds_per_sample(op.model, data, ["hvp"], loss=op.settings["loss"],
                                     batch_size=op.settings["batch_size"], device=op.device,
@@ -258,17 +267,25 @@ def hessian_plan(op: Any, data: Any, *, ends: Sequence[str], k: int, method: str
                                     pilot_samples=pilot_samples)
     hvp = costs["hvp"]
     n = op.num_samples
+    # Every solver runs on `RetainedProducts`: when the graphs fit, each run builds them once and then
+    # pays only the second backward per product.
+    kept = costs["graph_bytes"] * n <= DEFAULT_MAX_BYTES
+    solve = costs["hvp_kept"] if kept else hvp
     parts = []
     for which in ends:
+        if kept:
+            parts.append(Part(f"{which}: gradient graphs (kept, {costs['graph_bytes'] * n / 2 ** 20:,.0f} MiB)", 1, n,
+                              "gradient", costs["graph_build"], note="built once, then each product is a second "
+                                                                     "backward on them"))
         if method != "power":  # lanczos, block, or auto (which runs one of the two)
             typical, cap = lanczos_steps(k, which, op.num_params, max_iter)
             solver = "block Lanczos" if method == "block" else "Lanczos"
-            parts.append(Part(f"{which} {k} eigenvalues ({solver})", typical, n, "hvp", hvp,
+            parts.append(Part(f"{which} {k} eigenvalues ({solver})", typical, n, "hvp", solve,
                               note=f"stops at convergence: typically about {typical}, at most {cap}"))
         else:
             cap = max_iter if max_iter is not None else 1000
             typical = min(cap, 100) * k
-            parts.append(Part(f"{which} {k} eigenvalues (power)", typical, n, "hvp", hvp,
+            parts.append(Part(f"{which} {k} eigenvalues (power)", typical, n, "hvp", solve,
                               note=f"stops at convergence: at most {cap} per eigenvalue"))
     if float32_check:
         parts.append(Part("float32 rounding check (float64 products)", 2, min(CHECK_SAMPLES, n), "hvp", 2 * hvp))

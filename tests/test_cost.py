@@ -41,6 +41,9 @@ def test_hessian_plan_counts_products(small_digits):
     by = {p.what.split(" (")[0]: p for p in plan.parts}
     assert by["trace"].passes == 20 and by["density"].passes == 60
     assert by["largest 3 eigenvalues"].passes == 8 + 3 * 3
+    # the solver runs on kept gradient graphs (a few MiB here): built once, then a second backward per product
+    assert by["largest: gradient graphs"].passes == 1 and by["largest: gradient graphs"].kind == "gradient"
+    assert "gradient graphs" in plan.pilot and "a product on them" in plan.pilot
     assert all(p.samples == 200 for p in plan.parts if "float32" not in p.what)
     assert all(np.isfinite(p.seconds_per_sample) and p.seconds_per_sample > 0 for p in plan.parts)
     assert plan.seconds > 0 and "Hessian-vector product" in plan.pilot
