@@ -97,6 +97,31 @@ def test_bias_dir_where_no_random_direction_is_drawn_is_refused(command, source,
     assert len(err) == 1 and fragment in err[0] and "drop --bias-dir" in err[0], err
 
 
+@pytest.mark.parametrize("flags", [["--seed", "0"], ["--norm", "filter"], ["--ignore", "none"], ["--orthogonalize"],
+                                   ["--norm", "layer", "--seed", "3"]])
+@pytest.mark.parametrize("command", ["surface", "plot"])
+def test_random_direction_options_with_dir_file_are_refused(command, flags, capsys):
+    from landscape.cli import main
+
+    # refused before any file is opened, even when the value given is the default
+    assert main([command, "--ckpt", "a.pt", "--dir-file", "d.h5", "--y", "-1:1:3", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    named = [f for f in flags if f.startswith("--")]
+    assert len(err) == 1 and f"drop {', '.join(named)}" in err[0] and "--dir-file" in err[0], err
+
+
+def test_random_direction_defaults_apply_when_not_given(capsys):
+    from landscape.cli import build_parser, main
+    from landscape.cli.surface import random_direction_options
+
+    assert main(["surface", "--ckpt", "a.pt", "--dir-file", "d.h5"]) == 2  # not refused for them: the files are missing
+    assert "'a.pt' does not exist" in capsys.readouterr().err
+    args = build_parser().parse_args(["surface", "--ckpt", "a.pt"])
+    assert random_direction_options(args) == {"norm": "filter", "ignore": "biasbn", "seed": 0, "orthogonalize": False}
+    args = build_parser().parse_args(["plot", "--ckpt", "a.pt", "--seed", "4", "--orthogonalize", "--norm", "layer"])
+    assert random_direction_options(args) == {"norm": "layer", "ignore": "biasbn", "seed": 4, "orthogonalize": True}
+
+
 def test_default_out_dir_keeps_the_runs_of_a_sweep_apart():
     from pathlib import Path
 

@@ -17,9 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--x", type=grid_range, default=None, help="MIN:MAX:COUNT along x (default -1:1:51, "
                    "or -0.5:1.5:41 between checkpoints)")
     p.add_argument("--y", type=grid_range, default=None, help="MIN:MAX:COUNT along y: makes the surface 2D")
-    p.add_argument("--norm", default="filter", choices=["filter", "layer", "weight", "dfilter", "dlayer", "none"])
-    p.add_argument("--ignore", default="biasbn", choices=["biasbn", "none"],
-                   help="biasbn: zero direction on biases and BN parameters")
+    # --norm, --ignore, --seed and --orthogonalize are None unless given, so random_direction_options can
+    # refuse them with --dir-file (defaults in RANDOM_DIRECTION_DEFAULTS)
+    p.add_argument("--norm", default=None, choices=["filter", "layer", "weight", "dfilter", "dlayer", "none"],
+                   help="how random directions are scaled to the weights (default: filter)")
+    p.add_argument("--ignore", default=None, choices=["biasbn", "none"],
+                   help="biasbn (default): zero direction on biases and BN parameters")
     # None unless given, so bias_dir_option can refuse it where no random direction is drawn
     p.add_argument("--bias-dir", default=None, choices=["random", "weights"],
                    help="with --ignore none, how biases and BN parameters of random directions move: a random "
@@ -28,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", default=None, choices=["weights", "states"],
                    help="perturb parameters only, or the whole state_dict incl. BN statistics "
                         "(default: weights; states between checkpoints)")
-    p.add_argument("--seed", type=seed, default=0, help="seed of the random directions")
-    p.add_argument("--orthogonalize", action="store_true", help="make y orthogonal to x")
+    p.add_argument("--seed", type=seed, default=None, help="seed of the random directions (default: 0)")
+    p.add_argument("--orthogonalize", action="store_true", default=None, help="make y orthogonal to x")
     p.add_argument("--dir-file", default=None, help="read directions from this h5 file instead")
     p.add_argument("--samples", type=positive_int, default=None,
                    help="evaluate every point on the same random subset of N samples per split")
@@ -113,6 +116,23 @@ def bias_dir_option(args: argparse.Namespace) -> str:
     return args.bias_dir
 
 
+RANDOM_DIRECTION_DEFAULTS = {"norm": "filter", "ignore": "biasbn", "seed": 0, "orthogonalize": False}
+
+
+def random_direction_options(args: argparse.Namespace) -> dict:
+    """SurfaceJob's norm, ignore, seed and orthogonalize; given with --dir-file, whose directions are
+    read as they are, they are refused rather than silently ignored."""
+    from ..errors import LandscapeError
+
+    given = [k for k in RANDOM_DIRECTION_DEFAULTS if getattr(args, k) is not None]
+    if given and args.dir_file:
+        flags = ", ".join(f"--{k}" for k in given)
+        raise LandscapeError(f"{flags} shape{'s' if len(given) == 1 else ''} random directions, and --dir-file "
+                             f"gives them ready-made (they are used as they are): drop {flags}")
+    return {k: default if getattr(args, k) is None else getattr(args, k)
+            for k, default in RANDOM_DIRECTION_DEFAULTS.items()}
+
+
 def job_from_args(args: argparse.Namespace):
     """The SurfaceJob of the command line, checked on every rank; a refusal is one line under mpirun too."""
     from ..parallel import get_comm, on_every_rank
@@ -127,6 +147,7 @@ def _job_from_args(args: argparse.Namespace):
 
     eig = eig_options(args)
     bias_dir = bias_dir_option(args)
+    random_dirs = random_direction_options(args)
     x = args.x if args.x is not None else (np.linspace(-0.5, 1.5, 41) if args.ckpt2 else np.linspace(-1, 1, 51))
     if args.y is not None and len(x) * len(args.y) > MAX_POINTS:
         raise LandscapeError(f"--x and --y give {len(x) * len(args.y):,} points; at most {MAX_POINTS:,} fit one surface "
@@ -141,9 +162,8 @@ def _job_from_args(args: argparse.Namespace):
 
     return SurfaceJob(ckpt=args.ckpt, ckpt2=args.ckpt2, ckpt3=args.ckpt3, x=x, y=args.y, model=args.model,
                       model_args=args.model_args, dataset=args.dataset, data_root=args.data_root,
-                      splits=args.splits, norm=args.norm, ignore=args.ignore,
-                      bias_dir=bias_dir, kind=args.kind, seed=args.seed,
-                      orthogonalize=args.orthogonalize, dir_file=args.dir_file, samples=args.samples,
+                      splits=args.splits, bias_dir=bias_dir, kind=args.kind, **random_dirs,
+                      dir_file=args.dir_file, samples=args.samples,
                       loss=args.loss, batch_size=args.batch_size, device=args.device, rtol=args.rtol,
                       min_samples=args.min_samples, precision=args.precision, layout=args.layout, fold_bn=args.fold_bn,
                       bn_stats=args.bn_stats, bn_samples=args.bn_samples,
