@@ -28,6 +28,32 @@ def test_bench_shift_cli_reports_bandwidth(tmp_path, capsys):
         assert "matches reference: True" in printed
 
 
+def test_bench_json_never_overwrites_a_file(tmp_path, capsys, monkeypatch):
+    import landscape.bench.shift
+
+    out = tmp_path / "bench.json"
+    out.write_text("an earlier result\n")
+    args = ["bench", "--op", "shift", "--shape", "1,9,4,4", "--repeat", "1", "--device", "cpu", "--json", str(out)]
+    assert main(args) == 2  # refused before the bench runs
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--json" in err[0] and "already exists; remove it or pick another file name" in err[0]
+    assert out.read_text() == "an earlier result\n"
+    out.unlink()
+    bench = landscape.bench.shift.run
+
+    def racing(a):  # another process writes the file while the bench runs
+        result = bench(a)
+        out.write_text("theirs\n")
+        return result
+
+    monkeypatch.setattr(landscape.bench.shift, "run", racing)
+    assert main(args) == 2
+    printed, err = capsys.readouterr()
+    assert out.read_text() == "theirs\n" and "the result is the JSON line above" in err
+    assert json.loads(printed.strip().splitlines()[-1])["shape"] == [1, 9, 4, 4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]  # no temporary file left
+
+
 def test_bench_shift_bad_arguments_are_one_line_errors(capsys):
     assert main(["bench", "--op", "shift", "--shape", "2,18,8"]) == 2
     assert "--shape must be four positive integers" in capsys.readouterr().err

@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stream-fit-gib", type=float, default=0.1,
                    help="size of the dataset that fits, for the streaming vs resident timing")
     p.add_argument("--stream-dir", default=None, help="where --data-on stream writes its files (default: the temp dir)")
-    p.add_argument("--json", dest="json_out", default=None, help="also write the JSON result to this file")
+    p.add_argument("--json", dest="json_out", default=None,
+                   help="also write the JSON result to this new file (an existing one is not overwritten)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         args.dataset = args.dataset or "digits"
     if args.json_out:
         check_output_file(args.json_out, "--json")
+        _refuse_existing(args.json_out, "")
     require_device(args.device)
     module = importlib.import_module(f"landscape.bench.{mode}")
     result = module.run(args)  # prints its own readable table
@@ -64,7 +66,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     line = json.dumps(result, sort_keys=True, default=float)
     print(line)
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            f.write(line + "\n")
+    if args.json_out:  # created while the bench ran: kept too, the result is the line just printed
+        from ..filewrite import write_text_atomic
+
+        _refuse_existing(args.json_out, " (the result is the JSON line above)")
+        write_text_atomic(args.json_out, line + "\n", then="or copy the JSON line above")
     return 0
+
+
+def _refuse_existing(path: str, note: str) -> None:
+    """A bench result is a measurement of its own moment: one file is never replaced by another."""
+    import os
+
+    from ..errors import LandscapeError
+
+    if os.path.lexists(path):
+        raise LandscapeError(f"--json {path} already exists{note}; remove it or pick another file name")
