@@ -58,6 +58,18 @@ def test_paper_scale_without_data_says_where_the_files_go(tmp_path):
     assert listed.returncode == 0 and all(name in listed.stdout for name in EXPECTED)
 
 
+def test_list_writes_nothing_so_any_out_will_do(tmp_path, capsys):
+    from landscape.cli import main
+
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    for out in (taken, taken / "figures", tmp_path / "new"):
+        assert main(["figures", "--list", "--out", str(out), "--cache", str(out / "cache")]) == 0
+        listed = capsys.readouterr().out.splitlines()
+        assert [line.split()[0] for line in listed] == EXPECTED
+    assert taken.read_text() == "a file" and sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
 TINY = Scale(
     name="tiny",
     study=StudySettings(model="mlp", dataset="digits", model_args={"hidden": [8]}, batch_sizes=(64, 256), small=64,

@@ -171,8 +171,10 @@ def check_output_dir(path: str | os.PathLike, flag: str = "--out", *, create: bo
 
     Catches a path that is a file, one under a file, and a directory that cannot be written
     (read-only file system, permissions): with ``create`` the directory is made and a probe file
-    written and removed, which is the only test that holds for root and on every file system.
-    ``files`` are names the command will write there; one that is a directory is refused too.
+    written and removed, which is the only test that holds for root and on every file system;
+    without (``--dry-run``), a probe directory is made and removed in the nearest existing one,
+    so nothing is left behind. ``files`` are names the command will write there; one that is a
+    directory is refused too.
     """
     from ..errors import LandscapeError
 
@@ -196,8 +198,8 @@ def check_output_dir(path: str | os.PathLike, flag: str = "--out", *, create: bo
             fd, probe = tempfile.mkstemp(dir=p, prefix=".landscape-write-test-")
             os.close(fd)
             os.unlink(probe)
-        elif not os.access(ancestor, os.W_OK | os.X_OK):
-            raise PermissionError(13, "Permission denied")
+        else:  # os.access says yes to root on /sys and the like; making a directory is the test
+            os.rmdir(tempfile.mkdtemp(dir=ancestor, prefix=".landscape-write-test-"))
     except OSError as e:
         raise LandscapeError(f"cannot write to {flag} {p}: {e.strerror or e}; pick a writable directory") from None
     return p
