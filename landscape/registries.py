@@ -4,7 +4,10 @@ A second object under a taken name would silently shadow the first (a user's ``r
 the built-in, two figures with one name), so it is one-line error naming both. Registering the
 same definition again is allowed and replaces the old one: the same object, or an object with the
 same module and qualified name, which is what re-running a notebook cell that defines and
-registers a model (or reloading its module) produces.
+registers a model (or reloading its module) produces. Lambdas all share the qualified name
+``<lambda>``, so for them the name says nothing: two are the same definition only when their code
+is equal (same lines, same body), as a re-executed cell's is; two lambdas of one module registered
+under one name clash.
 """
 from __future__ import annotations
 
@@ -24,7 +27,12 @@ def same_definition(a: Any, b: Any) -> bool:
     if a is b:
         return True
     names = [(getattr(x, "__module__", None), getattr(x, "__qualname__", None)) for x in (a, b)]
-    return None not in names[0] and names[0] == names[1]
+    if None in names[0] or names[0] != names[1]:
+        return False
+    if "<lambda>" in names[0][1]:  # the name is no name: the code itself (compared without its file name)
+        code = getattr(a, "__code__", None)
+        return code is not None and code == getattr(b, "__code__", None)
+    return True
 
 
 def register(registry: MutableMapping[str, Any], name: str, entry: Any, kind: str,

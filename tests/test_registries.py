@@ -50,6 +50,33 @@ def test_rerunning_the_cell_that_registers_a_model_replaces_it():
         _REGISTRY.pop("registry_test_net", None)
 
 
+LAMBDAS = '''
+import landscape
+from torch import nn
+
+landscape.register_model("registry_test_lambda")(lambda width=3: nn.Linear(2, width))
+'''
+
+
+def test_two_lambdas_of_one_module_clash_and_a_rerun_lambda_cell_replaces():
+    try:
+        first, second = {"__name__": "__main__"}, {"__name__": "__main__"}
+        exec(compile(LAMBDAS, "<notebook cell 1>", "exec"), first)
+        exec(compile(LAMBDAS, "<notebook cell 2>", "exec"), second)  # the same cell run again (a new file name)
+        built = _REGISTRY["registry_test_lambda"]
+        assert built.__code__.co_filename == "<notebook cell 2>"  # the re-run's lambda replaced the first
+        assert landscape.build_model("registry_test_lambda", width=5).out_features == 5
+        with pytest.raises(LandscapeError, match=r"model name 'registry_test_lambda' is already registered to "
+                                                 r"__main__:<lambda>; register __main__:<lambda> under another name"):
+            exec(compile(LAMBDAS.replace("nn.Linear(2, width)", "nn.Linear(3, width)"), "<notebook cell 3>", "exec"),
+                 {"__name__": "__main__"})  # another lambda of the same module, same qualname '<lambda>'
+        assert _REGISTRY["registry_test_lambda"] is built
+        with pytest.raises(LandscapeError, match="already registered"):  # the same body on another line
+            exec(compile("\n" + LAMBDAS, "<notebook cell 4>", "exec"), {"__name__": "__main__"})
+    finally:
+        _REGISTRY.pop("registry_test_lambda", None)
+
+
 def test_figure_name_clash_is_refused():
     taken = next(iter(FIGURES))
     before = FIGURES[taken]
