@@ -61,4 +61,5 @@ def test_bench_baseline_runs_both_workloads(capsys):
     result = run(args)
     assert {"convnet/digits", "resnet20/synthetic-cifar"} <= set(result)
     assert result["resnet20/synthetic-cifar"]["samples"] == 48
+    assert result["resnet20/synthetic-cifar"]["points_per_row"] == 4  # setup shared as in a real surface
     assert "ours / older-tool loop" in capsys.readouterr().out
