@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 # One torch thread per test process, set before torch starts its pool: CI runs two pytest-xdist
 # workers on two cores, and two OpenMP threads per worker (plus the CLI subprocesses they start,
@@ -50,6 +51,21 @@ def trained_ckpt(tmp_path_factory, digits):
     model = init_model("convnet", tr, seed=0, channels=[4, 8, 8])
     train(model, tr, te, batch_size=64, lr=0.1, epochs=2, seed=0, out_dir=out, dataset="digits", progress=False)
     return out / "model.pt"
+
+
+def readonly_dir(root: Path) -> Path | None:
+    """A directory no file can be created in: permissions for a user; for root, /sys (a kernel file system)."""
+    ro = root / "readonly"
+    ro.mkdir()
+    ro.chmod(0o555)
+    for place in (ro, Path("/sys")):
+        try:
+            probe = place / ".landscape-probe"
+            probe.mkdir()
+            probe.rmdir()
+        except OSError:
+            return place
+    return None
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -29,6 +29,8 @@ import torch
 import landscape
 from landscape.checkpoint import save_checkpoint, save_safetensors
 
+from conftest import readonly_dir
+
 # All cases run in the first test's setup: about 100 processes forked from one that imported torch.
 pytestmark = pytest.mark.timeout(1200)
 
@@ -435,21 +437,6 @@ for _cmd, _argv in OUTPUTS.items():
 
 
 # ------------------------------------------------------------------ running them
-def _readonly_dir(root: Path) -> Path | None:
-    """A directory no file can be created in: permissions for a user; for root, /sys (a kernel file system)."""
-    ro = root / "readonly"
-    ro.mkdir()
-    ro.chmod(0o555)
-    for place in (ro, Path("/sys")):
-        try:
-            probe = place / ".landscape-probe"
-            probe.mkdir()
-            probe.rmdir()
-        except OSError:
-            return place
-    return None
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Workspace:
     from landscape.cli import main
@@ -461,7 +448,7 @@ def workspace(tmp_path_factory) -> Workspace:
     st = save_safetensors(root / "ckpt.safetensors", model, {"dataset": "digits"})
     for out, grid in (("s1", []), ("s2", ["--y", "-1:1:3"])):
         assert main(["surface", "--ckpt", str(ckpt), "--x", "-1:1:3", *grid, *FAST, "--out", str(root / out)]) == 0
-    return Workspace(root, ckpt, st, root / "s1", root / "s2", _readonly_dir(root))
+    return Workspace(root, ckpt, st, root / "s1", root / "s2", readonly_dir(root))
 
 
 @dataclass

@@ -12,6 +12,8 @@ from landscape.data import LabeledData
 from landscape.errors import LandscapeError
 from landscape.sweep import assign_runs, load_records, plan_sweep, run_sweep
 
+from conftest import readonly_dir
+
 
 @pytest.fixture(scope="module")
 def tiny():
@@ -59,27 +61,16 @@ def test_default_eval_cadence_bounds_test_passes_in_short_runs():
     assert [r.eval_every for r in runs] == [10, 8]
 
 
-def _unwritable_dir(tmp_path):
-    """A directory nothing can be made in: permissions for a user; for root, /sys (a kernel file system)."""
-    ro = tmp_path / "readonly"
-    ro.mkdir()
-    ro.chmod(0o555)
-    for place in (ro, Path("/sys")):
-        try:
-            (place / ".landscape-probe").mkdir()
-            (place / ".landscape-probe").rmdir()
-        except OSError:
-            return place
-    pytest.skip("no unwritable directory on this machine")
-
-
 def test_dry_run_refuses_an_unusable_out_and_creates_nothing(tmp_path, capsys):
     from landscape.cli import main
 
+    unwritable = readonly_dir(tmp_path)
+    if unwritable is None:
+        pytest.skip("no unwritable directory on this machine")
     (tmp_path / "taken").write_text("a file")
     argv = ["sweep", "--dry-run", "--batch-sizes", "32", "--weight-decays", "0", "--seeds", "0", "--out"]
     for out, fragment in [(tmp_path / "taken", "is a file"), (tmp_path / "taken" / "runs", "which is a file"),
-                          (_unwritable_dir(tmp_path) / "runs", "cannot write to --out")]:
+                          (unwritable / "runs", "cannot write to --out")]:
         assert main([*argv, str(out)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and fragment in err[0] and "--out" in err[0], err
