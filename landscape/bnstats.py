@@ -25,7 +25,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from .data import DataSpec, as_tensors, iter_batches, subset_indices
+from .batches import data_length
+from .data import DataSpec, as_tensors, iter_batches, subset_indices, take
 from .errors import LandscapeError
 
 BN_STATS = ("recompute", "interpolate", "keep")
@@ -93,10 +94,9 @@ class StatsRecompute:
                                  f"got {batch_size}")
         self.model = model
         self.norms = batchnorms(model)
-        x, _ = as_tensors(data)
-        idx = subset_indices(len(x), samples if samples and samples < len(x) else None, seed)
-        if idx is not None:
-            x = x[idx]
+        n_total = data_length(data)
+        idx = subset_indices(n_total, samples if samples and samples < n_total else None, seed)
+        x, _ = as_tensors(take(data, idx))  # only the drawn samples are read: the split may exceed memory
         if device is None:
             device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self.indices = idx

@@ -253,15 +253,17 @@ def dataset_info(name: str) -> DatasetInfo:
                              "(or pass your own data through the Python API)") from None
 
 
-def get_dataset(name: str, split: str = "train", root: str | os.PathLike | None = None) -> LabeledData:
+def get_dataset(name: str, split: str = "train", root: str | os.PathLike | None = None, *,
+                lazy: bool = False) -> LabeledData | UserData:
     """Load a dataset split, normalized with the dataset's fixed mean and std, never augmented.
 
-    ``name`` may also be an import path ``pkg.module:factory`` (see `user_dataset`).
+    ``name`` may also be an import path ``pkg.module:factory`` (see `user_dataset`; ``lazy``
+    keeps a factory's Dataset or DataLoader unread, as a `UserData`).
     """
     from .imports import is_import_path
 
     if is_import_path(name):
-        return user_dataset(name, split)
+        return user_dataset(name, split, lazy=lazy)
     info = dataset_info(name)
     if split not in SPLITS:
         raise LandscapeError(f"unknown split {split!r}; use 'train' or 'test'")
@@ -292,14 +294,19 @@ def get_dataset(name: str, split: str = "train", root: str | os.PathLike | None 
                        torch.from_numpy(y), name=name, num_classes=info.num_classes, split=split)
 
 
-def user_dataset(path: str, split: str = "train") -> LabeledData:
+def user_dataset(path: str, split: str = "train", *, lazy: bool = False) -> LabeledData | UserData:
     """The ``split`` of the data a user factory ``pkg.module:factory`` returns.
 
     The factory is called with ``split=`` if it takes that argument, else with no arguments. It
     returns a `Dataset`, a `DataLoader`, an ``(inputs, targets)`` pair of tensors, or a mapping
     ``{"train": ..., "test": ...}`` of those. A single dataset is the train split; asking it for
     the test split is an error that says to return the mapping.
+
+    Tensors (a pair or a `TensorDataset`) come back as a `LabeledData` (no copy). A Dataset or
+    DataLoader comes back as a `UserData` with ``lazy=True`` (the measuring commands stream it);
+    otherwise it is read into a `LabeledData` when it fits `batches.CPU_BUDGET` and refused when not.
     """
+    from .batches import in_memory
     from .imports import accepted_kwargs, call_factory, resolve
 
     if split not in SPLITS:
@@ -320,12 +327,148 @@ def user_dataset(path: str, split: str = "train") -> LabeledData:
                              "an (inputs, targets) pair of tensors or a {'train': ..., 'test': ...} mapping")
     if isinstance(value, LabeledData):
         return value
+    num_classes = getattr(value, "num_classes", None) or getattr(getattr(value, "dataset", None), "num_classes", None)
     try:
-        x, y = as_tensors(value)
+        if in_memory(value) or not _has_length(value):  # tensors already, or a stream whose end only a pass finds
+            x, y = as_tensors(value)
+            return LabeledData(x, y, name=path, num_classes=num_classes, split=split)
+        data = UserData(value, path, split, num_classes)
+        return data if lazy else data.tensors()
     except LandscapeError as e:
         raise LandscapeError(f"data {path!r}: {e}") from None
-    num_classes = getattr(value, "num_classes", None) or getattr(getattr(value, "dataset", None), "num_classes", None)
-    return LabeledData(x, y, name=path, num_classes=num_classes, split=split)
+
+
+def _has_length(value: Any) -> bool:
+    from .batches import data_length
+
+    try:
+        data_length(value)
+    except TypeError:
+        return False
+    return True
+
+
+class UserData:
+    """A user's `Dataset` or `DataLoader` as the CLI takes it: described by its first samples, never read whole.
+
+    A factory may return far more data than memory holds (a loader over 50 GB of images); read into
+    two tensors, as built-in data is, it would exhaust memory before the first line of output. This
+    keeps the object (``source``, what measurements take: `landscape.risk` streams it) and what the
+    CLI needs to know of it: ``len`` (`batches.data_length`), ``input_shape`` (of the first sample),
+    ``num_classes`` (the object's own ``num_classes``, else 1 + the largest of its ``targets``
+    column, else None) and a `fingerprint`. Commands that need every sample as tensors call
+    `tensors`, which reads them only when they fit `batches.CPU_BUDGET`.
+    """
+
+    def __init__(self, source: Dataset | DataLoader, name: str, split: str = "train", num_classes: int | None = None):
+        from .batches import data_length
+
+        self.source, self.name, self.split = source, name, split
+        self.length = data_length(source)
+        if self.length == 0:
+            raise LandscapeError("the data holds no samples")
+        self.head = head_of(source, HEAD_SAMPLES)
+        inputs, target = self.head
+        self.input_shape = tuple(inputs[0].shape[1:]) if isinstance(inputs, tuple) and len(inputs) == 1 else None
+        self.num_classes = num_classes if num_classes is not None else _classes_of(source, self.length)
+        leaves = [*(inputs.values() if isinstance(inputs, dict) else inputs), target]
+        self.sample_bytes = sum(t[:1].nbytes for t in leaves if isinstance(t, torch.Tensor))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __repr__(self) -> str:
+        return (f"UserData({self.name!r}, split={self.split!r}, n={self.length}, input_shape={self.input_shape}, "
+                f"num_classes={self.num_classes}, {type(self.source).__name__})")
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the factory path, split, length and the first `HEAD_SAMPLES` samples' bytes (20 hex digits).
+
+        Hashing every sample would cost a pass over data that may be terabytes; this catches a
+        changed factory, split, size or head, not an edit deep inside the data.
+        """
+        import hashlib
+
+        inputs, target = self.head
+        h = hashlib.sha256(f"{self.name}\0{self.split}\0{self.length}".encode())
+        for t in [*(inputs.values() if isinstance(inputs, dict) else inputs), target]:
+            h.update(t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:20]
+
+    def tensors(self) -> LabeledData:
+        """Every sample as a `LabeledData`, for commands that hold their data whole; refused when it would
+        not fit `batches.CPU_BUDGET` (one line naming the commands that stream it instead)."""
+        from .batches import CPU_BUDGET
+
+        need = self.sample_bytes * self.length
+        if need > CPU_BUDGET:
+            raise LandscapeError(
+                f"{self.length:,} samples are about {need / 2 ** 30:.1f} GiB as tensors, more than the "
+                f"{CPU_BUDGET / 2 ** 30:g} GiB a command that holds its data in memory (train, sweep, track) reads; "
+                "surface, plot, hessian, sharpness and report stream it (--data-on stream), "
+                "or change --dataset to a smaller one")
+        x, y = as_tensors(self.source)
+        return LabeledData(x, y, name=self.name, num_classes=self.num_classes, split=self.split)
+
+
+HEAD_SAMPLES = 8  # samples a user's data is described and fingerprinted by
+
+
+def head_of(data: Any, samples: int) -> tuple[Any, torch.Tensor]:
+    """The first ``samples`` samples as columns (`batches.head_columns`); a `DataLoader` over a map-style
+    dataset is read by index in the dataset's own order (a shuffled loader's first batch changes every time)."""
+    from torch.utils.data import IterableDataset
+
+    from .batches import head_columns
+
+    if isinstance(data, DataLoader) and not isinstance(data.dataset, IterableDataset):
+        data = DataLoader(data.dataset, batch_size=samples, collate_fn=data.collate_fn)
+    return head_columns(data, samples)
+
+
+def _classes_of(data: Any, length: int) -> int | None:
+    """1 + the largest target of the data's own ``targets`` column (torchvision's datasets have one), else None."""
+    for obj in (data, getattr(data, "dataset", None)):
+        t = getattr(obj, "targets", None)
+        if t is not None and not isinstance(t, (str, bytes)):
+            try:
+                t = torch.as_tensor(t)
+            except (TypeError, ValueError, RuntimeError):
+                continue
+            if t.dtype == torch.int64 and t.dim() == 1 and len(t) == length:
+                return int(t.max()) + 1
+    return None
+
+
+def source_of(data: Any) -> Any:
+    """What a measurement takes: a `UserData`'s own Dataset or DataLoader, anything else as it is."""
+    return data.source if isinstance(data, UserData) else data
+
+
+def take(data: Any, indices: torch.Tensor | None) -> Any:
+    """The samples ``indices`` of ``data`` in that order, without reading the others.
+
+    Tensors are indexed; a `Dataset` is wrapped in a `Subset`; a `DataLoader` is rebuilt over a
+    `Subset` of its dataset with its batch size, collate function and workers. None: all of ``data``.
+    """
+    from torch.utils.data import IterableDataset, Subset
+
+    from .batches import columns, in_memory
+
+    data = source_of(data)
+    if indices is None:
+        return data
+    if in_memory(data) or isinstance(data, IterableDataset) or (
+            isinstance(data, DataLoader) and isinstance(data.dataset, IterableDataset)):
+        inputs, target = columns(data)
+        return (*(t[indices] for t in inputs), target[indices]) if isinstance(inputs, tuple) else \
+            {**{k: t[indices] for k, t in inputs.items()}, "target": target[indices]}
+    rows = indices.tolist()
+    if isinstance(data, DataLoader):
+        return DataLoader(Subset(data.dataset, rows), batch_size=data.batch_size, collate_fn=data.collate_fn,
+                          num_workers=data.num_workers)
+    return Subset(data, rows)
 
 
 def train_test(name: str, root: str | os.PathLike | None = None) -> tuple[LabeledData, LabeledData | None]:

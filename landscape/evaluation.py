@@ -210,6 +210,7 @@ def evaluate(model: nn.Module | EmpiricalRisk, data: DataSpec | None = None, los
 
 
 BATCH_CANDIDATES = (32, 64, 128, 256, 512, 1024, 2048)
+MEASURE_SAMPLES = 4096  # samples the batch-size and layout timings use at most (the largest candidate x 2)
 
 
 def time_forward(model: nn.Module, inputs: torch.Tensor, batch_size: int, repeat: int = 3) -> float:
@@ -234,7 +235,7 @@ def time_forward(model: nn.Module, inputs: torch.Tensor, batch_size: int, repeat
 
 
 def measure_batch_size(model: nn.Module, inputs: torch.Tensor, candidates=BATCH_CANDIDATES,
-                       repeat: int = 3, max_samples: int = 4096) -> tuple[int, dict[int, float]]:
+                       repeat: int = 3, max_samples: int = MEASURE_SAMPLES) -> tuple[int, dict[int, float]]:
     """The fastest evaluation batch size per sample, by timing (the largest is often not the best on CPU).
 
     The candidates are timed in ``repeat`` rounds, in turns (the order reversed every other round),

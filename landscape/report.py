@@ -323,14 +323,15 @@ def find_checkpoints(runs_dir: str | os.PathLike) -> list[Path]:
 
 
 def _measure_data(dataset: str, data_root: str | None, samples: int | None, cache: dict) -> tuple[Any, Any]:
-    """(train subset used for measures, full train, test) for a named dataset, loaded once."""
+    """(train subset used for measures, full train, test) for a named dataset, loaded once (a user
+    factory's Dataset or DataLoader unread: the measures stream what would not fit)."""
     if dataset not in cache:
-        from .data import get_dataset, subset_indices
+        from .batches import data_length
+        from .data import get_dataset, source_of, subset_indices, take
 
-        train = get_dataset(dataset, "train", data_root)
-        test = get_dataset(dataset, "test", data_root)
-        idx = subset_indices(len(train), samples, seed=0)
-        sub = train if idx is None else (train.inputs[idx], train.targets[idx])
+        train = source_of(get_dataset(dataset, "train", data_root, lazy=True))
+        test = source_of(get_dataset(dataset, "test", data_root, lazy=True))
+        sub = take(train, subset_indices(data_length(train), samples, seed=0))
         cache[dataset] = (sub, train, test)
     return cache[dataset]
 
@@ -359,11 +360,10 @@ def measure_checkpoint(path: str | os.PathLike, measures: Sequence[str | Measure
         sub, train_data, test_data = _measure_data(dataset, data_root, samples, _data_cache if _data_cache is not None
                                                    else {})
     else:
-        from .data import as_tensors, subset_indices
+        from .batches import data_length
+        from .data import subset_indices, take
 
-        x, y = as_tensors(train_data)
-        idx = subset_indices(len(x), samples, seed=0)
-        sub = (x, y) if idx is None else (x[idx], y[idx])
+        sub = take(train_data, subset_indices(data_length(train_data), samples, seed=0))
 
     row: dict[str, Any] = {"run": path.parent.name, "path": str(path)}
     for key in ("batch_size", "weight_decay", "seed", "lr", "optimizer", "dataset", "model", "step", "epoch"):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .checkpoint import Checkpoint, load_checkpoint, require_finite
-from .data import get_dataset
+from .data import get_dataset, source_of
 from .directions import (interpolation_direction, load_directions, orthogonal_to, plane_directions,
                          random_directions, save_directions)
 from .errors import LandscapeError
@@ -130,8 +130,14 @@ def _bias_dir_attr(job: SurfaceJob) -> dict:
 
 
 def job_data(job: SurfaceJob, base: Checkpoint) -> tuple[str, dict]:
+    """The dataset's name and its splits as measurements take them: a user factory's Dataset or
+    DataLoader unread (`landscape.data.UserData`), for `compute_surface` to stream or slice."""
     name = base.dataset_name(job.dataset)
-    return name, {split: get_dataset(name, split, job.data_root) for split in job.splits}
+    return name, {split: _split_data(name, split, job) for split in job.splits}
+
+
+def _split_data(name: str, split: str, job: SurfaceJob) -> Any:
+    return source_of(get_dataset(name, split, job.data_root, lazy=True))
 
 
 class EigMeasure:
@@ -166,19 +172,18 @@ def _check_eig_settings(job: SurfaceJob) -> None:
 
 def job_eig_measure(job: SurfaceJob, dataset: str, splits: Mapping[str, Any], device: str) -> EigMeasure:
     """Hessian extremes of the train loss (weight decay not included) on the job's eig subset."""
-    from .data import as_tensors, subset_indices
+    from .batches import data_length
+    from .data import subset_indices, take
     from .hessian.extremes import eigen_extremes
 
-    train = splits["train"] if "train" in splits else get_dataset(dataset, "train", job.data_root)
-    x, y = as_tensors(train)
-    idx = subset_indices(len(x), job.eig_samples, job.eig_seed)
-    if idx is not None:
-        x, y = x[idx], y[idx]
-    f = eigen_extremes((x, y), job.loss, tol=job.eig_tol, max_iter=job.eig_max_iter, seed=job.eig_seed,
+    train = splits["train"] if "train" in splits else _split_data(dataset, "train", job)
+    idx = subset_indices(data_length(train), job.eig_samples, job.eig_seed)
+    f = eigen_extremes(take(train, idx), job.loss, tol=job.eig_tol, max_iter=job.eig_max_iter, seed=job.eig_seed,
                        device=device)
     subset = subset_hash(idx)
     return EigMeasure(f, {"eig_tol": job.eig_tol, "eig_max_iter": job.eig_max_iter,
-                          "eig_samples": len(x), "eig_subset": subset, "eig_seed": job.eig_seed,
+                          "eig_samples": data_length(train) if idx is None else len(idx), "eig_subset": subset,
+                          "eig_seed": job.eig_seed,
                           "eig_split": "train", "eig_weight_decay": 0.0})
 
 
@@ -243,7 +248,7 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
     had = on_root(comm, lambda: _existing_attrs(out))  # read once, on the rank that writes
     _check_eig_resume(job, out, had)
     bn_stats = "recompute" if job.bn_stats == "auto" and job.mode in ("line", "plane") else job.bn_stats
-    bn_data = None if "train" in splits else get_dataset(name, "train", job.data_root)
+    bn_data = None if "train" in splits else _split_data(name, "train", job)
     if job.eig:
         extra = [*extra, job_eig_measure(job, name, splits, device)]
     if rank_of(comm) == 0:
@@ -252,10 +257,12 @@ def run_surface_job(job: SurfaceJob, extra: Sequence = ()) -> Surface:
         if fold_bn == "auto" and had:  # resume as it was made
             fold_bn = "on" if had.get("fold_bn") not in (None, 0, "0", "none") else "off"
         if not batch_size or not layout:
-            from .data import as_tensors
-            from .evaluation import cached_batch_size, cached_layout
+            from .batches import head_columns
+            from .data import one_input
+            from .evaluation import MEASURE_SAMPLES, cached_batch_size, cached_layout
 
-            inputs = as_tensors(next(iter(splits.values())))[0].to(device)
+            # the samples the timing uses (`measure_batch_size`), not the whole split
+            inputs = one_input(*head_columns(next(iter(splits.values())), MEASURE_SAMPLES))[0].to(device)
             batch_size = int(batch_size or cached_batch_size(base.model, inputs))
             layout = layout or cached_layout(base.model, inputs, batch_size)
     if comm is not None:

@@ -88,8 +88,10 @@ def run(args: argparse.Namespace) -> int:
 
     ckpt, data, info = load_measure_inputs(args)
     progress = not args.no_progress
+    # A dry run's operator streams: resident batches would read all the data for a plan that needs a head.
     op = hessian.EmpiricalRisk(ckpt.model, data, loss=args.loss, batch_size=args.batch_size, params=args.params,
-                               weight_decay=args.weight_decay, device=info["device"], data_on=args.data_on)
+                               weight_decay=args.weight_decay, device=info["device"],
+                               data_on="stream" if args.dry_run else args.data_on)
     record = MeasureStore(out_dir / "hessian.json", {**info, "operator": op.settings})
     lines = [f"{args.ckpt}: Hessian over {op.num_params:,} parameters, {op.num_samples:,} {args.split} samples"
              + (f", weight decay {args.weight_decay:g} included" if args.weight_decay else "")]

@@ -36,11 +36,16 @@ def add_data_on_arg(p: argparse.ArgumentParser) -> None:
 
 
 def load_measure_inputs(args: argparse.Namespace):
-    """(checkpoint, (inputs, targets), description of the data) from the shared options."""
+    """(checkpoint, data, description of the data) from the shared options.
+
+    The data is what the measurements take: tensors for built-in data, a user factory's Dataset or
+    DataLoader unread (`landscape.data.UserData`; its --samples subset a `Subset`), so nothing but
+    a head is read before the measurement streams it.
+    """
     import torch
 
     from ..checkpoint import load_checkpoint, require_finite
-    from ..data import get_dataset, subset_indices
+    from ..data import UserData, get_dataset, subset_indices, take
 
     require_device(args.device)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -52,15 +57,15 @@ def load_measure_inputs(args: argparse.Namespace):
     if args.dtype == "float64":
         ckpt.model.double()  # inputs follow the parameters' dtype in every measurement
     name = ckpt.dataset_name(args.dataset)
-    data = get_dataset(name, args.split, args.data_root)
-    x, y = data.inputs, data.targets
-    idx = subset_indices(len(x), args.samples, args.subset_seed)
-    if idx is not None:
-        x, y = x[idx], y[idx]
+    full = get_dataset(name, args.split, args.data_root, lazy=True)
+    idx = subset_indices(len(full), args.samples, args.subset_seed)
+    data = take(full, idx) if isinstance(full, UserData) else \
+        (full.inputs, full.targets) if idx is None else (full.inputs[idx], full.targets[idx])
     info = {"checkpoint": str(args.ckpt), "checkpoint_sha256": ckpt.sha256, "dataset": name, "split": args.split,
-            "samples": len(x), "subset_seed": args.subset_seed if idx is not None else None, "device": device,
-            "dtype": args.dtype}
-    return ckpt, (x, y), info
+            "samples": len(full) if idx is None else len(idx),
+            "subset_seed": args.subset_seed if idx is not None else None, "device": device, "dtype": args.dtype,
+            **({"data_fingerprint": full.fingerprint} if isinstance(full, UserData) else {})}
+    return ckpt, data, info
 
 
 def output_dir(args: argparse.Namespace, result: str | None = None) -> Path:

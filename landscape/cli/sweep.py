@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out, create=not args.dry_run)
     require_device(args.device)
-    train_data = get_dataset(args.dataset, "train", args.data_root)
-    n_test = len(get_dataset(args.dataset, "test", args.data_root))  # sizes the default --eval-every
+    train_data = get_dataset(args.dataset, "train", args.data_root, lazy=True)
+    n_test = len(get_dataset(args.dataset, "test", args.data_root, lazy=True))  # sizes --eval-every
     configs = plan_sweep(
         model=args.model, dataset=args.dataset, n_train=len(train_data), batch_sizes=args.batch_sizes,
         weight_decays=args.weight_decays, seeds=args.seeds, lrs=args.lrs, lr_scaling=args.lr_scaling,
