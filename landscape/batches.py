@@ -170,6 +170,32 @@ def head_columns(data: Any, samples: int, target_key: str | None = None) -> tupl
     return _map(lambda t: t[:samples], inputs), target[:samples]
 
 
+def take(data: Any, indices: torch.Tensor | None, target_key: str | None = None) -> Any:
+    """The samples ``indices`` of ``data`` in that order, without reading the others (None: ``data``).
+
+    Tensors are indexed; a map-style `Dataset` is wrapped in a `Subset`, and a `DataLoader` rebuilt
+    over a `Subset` of its dataset with its batch size, collate function and workers. An
+    `IterableDataset` cannot be indexed: it is read whole, then indexed.
+    """
+    from torch.utils.data import IterableDataset, Subset
+
+    if indices is None:
+        return data
+    if isinstance(data, Mapping):
+        return {k: t[indices] for k, t in data.items()}
+    if in_memory(data):
+        return tuple(t[indices] for t in (data.tensors if isinstance(data, TensorDataset) else data))
+    if isinstance(data.dataset if isinstance(data, DataLoader) else data, IterableDataset):  # no index to read by
+        inputs, target = columns(data, target_key)
+        inputs, target = _map(lambda t: t[indices], inputs), target[indices]
+        return {**inputs, target_key or "target": target} if isinstance(inputs, dict) else (*inputs, target)
+    rows = indices.tolist()
+    if isinstance(data, DataLoader):
+        return DataLoader(Subset(data.dataset, rows), batch_size=data.batch_size or 1024, collate_fn=data.collate_fn,
+                          num_workers=data.num_workers)
+    return Subset(data, rows)
+
+
 class ResidentBatches:
     """The data sliced once into batches that live on the device (views where possible)."""
 
@@ -177,9 +203,7 @@ class ResidentBatches:
 
     def __init__(self, data: Any, batch_size: int, device: torch.device, dtype: torch.dtype | None,
                  order: torch.Tensor | None = None, target_key: str | None = None, channels_last: bool = False):
-        inputs, target = columns(data, target_key)
-        if order is not None:
-            inputs, target = _map(lambda t: t[order], inputs), target[order]
+        inputs, target = columns(take(data, order), target_key)  # only the samples of ``order`` are read
         move = _mover(device, dtype, channels_last)
         # Cast on the host first (one conversion of the whole column), then slice: as the operators always did.
         inputs = _map(lambda t: t.to(dtype) if dtype is not None and t.is_floating_point() else t, inputs)

@@ -25,8 +25,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from .batches import data_length
-from .data import DataSpec, as_tensors, iter_batches, subset_indices, take
+from .batches import data_length, take
+from .data import DataSpec, as_tensors, iter_batches, subset_indices
 from .errors import LandscapeError
 
 BN_STATS = ("recompute", "interpolate", "keep")

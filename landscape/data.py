@@ -446,31 +446,6 @@ def source_of(data: Any) -> Any:
     return data.source if isinstance(data, UserData) else data
 
 
-def take(data: Any, indices: torch.Tensor | None) -> Any:
-    """The samples ``indices`` of ``data`` in that order, without reading the others.
-
-    Tensors are indexed; a `Dataset` is wrapped in a `Subset`; a `DataLoader` is rebuilt over a
-    `Subset` of its dataset with its batch size, collate function and workers. None: all of ``data``.
-    """
-    from torch.utils.data import IterableDataset, Subset
-
-    from .batches import columns, in_memory
-
-    data = source_of(data)
-    if indices is None:
-        return data
-    if in_memory(data) or isinstance(data, IterableDataset) or (
-            isinstance(data, DataLoader) and isinstance(data.dataset, IterableDataset)):
-        inputs, target = columns(data)
-        return (*(t[indices] for t in inputs), target[indices]) if isinstance(inputs, tuple) else \
-            {**{k: t[indices] for k, t in inputs.items()}, "target": target[indices]}
-    rows = indices.tolist()
-    if isinstance(data, DataLoader):
-        return DataLoader(Subset(data.dataset, rows), batch_size=data.batch_size, collate_fn=data.collate_fn,
-                          num_workers=data.num_workers)
-    return Subset(data, rows)
-
-
 def train_test(name: str, root: str | os.PathLike | None = None) -> tuple[LabeledData, LabeledData | None]:
     """Both splits of ``name``; the test split is None when a user factory returns only training data."""
     train = get_dataset(name, "train", root)

@@ -326,8 +326,8 @@ def _measure_data(dataset: str, data_root: str | None, samples: int | None, cach
     """(train subset used for measures, full train, test) for a named dataset, loaded once (a user
     factory's Dataset or DataLoader unread: the measures stream what would not fit)."""
     if dataset not in cache:
-        from .batches import data_length
-        from .data import get_dataset, source_of, subset_indices, take
+        from .batches import data_length, take
+        from .data import get_dataset, source_of, subset_indices
 
         train = source_of(get_dataset(dataset, "train", data_root, lazy=True))
         test = source_of(get_dataset(dataset, "test", data_root, lazy=True))
@@ -360,8 +360,8 @@ def measure_checkpoint(path: str | os.PathLike, measures: Sequence[str | Measure
         sub, train_data, test_data = _measure_data(dataset, data_root, samples, _data_cache if _data_cache is not None
                                                    else {})
     else:
-        from .batches import data_length
-        from .data import subset_indices, take
+        from .batches import data_length, take
+        from .data import subset_indices
 
         sub = take(train_data, subset_indices(data_length(train_data), samples, seed=0))
 

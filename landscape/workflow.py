@@ -172,8 +172,8 @@ def _check_eig_settings(job: SurfaceJob) -> None:
 
 def job_eig_measure(job: SurfaceJob, dataset: str, splits: Mapping[str, Any], device: str) -> EigMeasure:
     """Hessian extremes of the train loss (weight decay not included) on the job's eig subset."""
-    from .batches import data_length
-    from .data import subset_indices, take
+    from .batches import data_length, take
+    from .data import subset_indices
     from .hessian.extremes import eigen_extremes
 
     train = splits["train"] if "train" in splits else _split_data(dataset, "train", job)

@@ -195,3 +195,21 @@ def test_a_user_dataloader_streams_as_it_is(digits_model, digits):
     assert streaming.evaluate() == EmpiricalRisk(digits_model, (x, y), batch_size=32).evaluate()
     with pytest.raises(LandscapeError, match="data_on must be one of"):
         EmpiricalRisk(digits_model, loader, data_on="disk")
+
+
+def test_a_resident_subset_reads_only_its_samples(digits_model, digits):
+    """data_on='device' with ``samples`` on a Dataset reads those samples, not the split (which may not fit)."""
+    train, _ = digits
+    read = set()
+
+    class Counted(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(train)
+
+        def __getitem__(self, i):
+            read.add(int(i))
+            return train.inputs[i], train.targets[i]
+
+    resident = EmpiricalRisk(digits_model, Counted(), data_on="device", samples=50, seed=2, batch_size=20)
+    assert read == set(resident.subset.tolist()) and len(read) == 50
+    assert resident.evaluate() == EmpiricalRisk(digits_model, train, samples=50, seed=2, batch_size=20).evaluate()

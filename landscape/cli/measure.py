@@ -45,7 +45,8 @@ def load_measure_inputs(args: argparse.Namespace):
     import torch
 
     from ..checkpoint import load_checkpoint, require_finite
-    from ..data import UserData, get_dataset, subset_indices, take
+    from ..batches import take
+    from ..data import UserData, get_dataset, subset_indices
 
     require_device(args.device)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -59,7 +60,7 @@ def load_measure_inputs(args: argparse.Namespace):
     name = ckpt.dataset_name(args.dataset)
     full = get_dataset(name, args.split, args.data_root, lazy=True)
     idx = subset_indices(len(full), args.samples, args.subset_seed)
-    data = take(full, idx) if isinstance(full, UserData) else \
+    data = take(full.source, idx) if isinstance(full, UserData) else \
         (full.inputs, full.targets) if idx is None else (full.inputs[idx], full.targets[idx])
     info = {"checkpoint": str(args.ckpt), "checkpoint_sha256": ckpt.sha256, "dataset": name, "split": args.split,
             "samples": len(full) if idx is None else len(idx),
