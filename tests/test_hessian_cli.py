@@ -170,3 +170,14 @@ def test_a_kill_inside_a_long_part_keeps_its_finished_pieces(ckpt, tmp_path, cap
     whole = json.loads((tmp_path / "b" / "hessian.json").read_text())[part]
     for key in ("nodes", "density") if part == "density" else ("value",):
         assert np.allclose(resumed[part][key], whole[key], rtol=1e-6, atol=1e-9)
+
+
+def test_a_result_flagged_as_limited_by_float32_rounding_always_gets_its_note():
+    """The flag on a result line says "see the note": the note is there whenever the flag is, even
+    when the rounding is within 10x of --tol (where an unflagged run prints no note)."""
+    from landscape.cli.hessian import _rounding_note
+
+    assert _rounding_note(1.1e-6, "largest", 1e-6, 512) == []
+    (line,) = _rounding_note(1.1e-6, "largest", 1e-6, 512, flagged=True)
+    assert line.startswith("note: float32 Hessian-vector products are 1.1e-06 off") and "--dtype float64" in line
+    assert len(_rounding_note(2e-5, "largest", 1e-6, 512)) == 1

@@ -45,13 +45,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-eigenvalues", action="store_true", help="skip the eigenvalues (trace/density only)")
 
 
-def _rounding_note(err: float, which: str, tol: float, samples: int) -> list[str]:
-    """A line when float32 products are well beyond ``tol`` along the first eigenvector.
+def _rounding_note(err: float, which: str, tol: float, samples: int, flagged: bool = False) -> list[str]:
+    """A line when float32 products are well beyond ``tol`` along the first eigenvector, or when a
+    result line was flagged as limited by them (``flagged``: the flag points at this line).
 
     A perturbation E of H moves an eigenvalue by about ``u^T E u``, at most ``||E u||``: the
     measured error bounds how far float32 rounding can move these eigenvalues.
     """
-    if err <= 10 * tol:  # within an order of what was asked: not worth a line
+    if err <= 10 * tol and not flagged:  # within an order of what was asked: not worth a line
         return []
     return [f"note: float32 Hessian-vector products are {err:.1e} off (relative, along the {which} eigenvector, "
             f"against float64 on {samples} samples), so these eigenvalues are good to about that, not to --tol "
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     # Each measure reuses a finished part of hessian.json made by the same request, and resumes an
     # interrupted trace or density from its saved probes or runs (the store= of landscape.hessian).
     if not args.no_eigenvalues:
+        flagged = False
         for which in ends:
             res = hessian.eigenvalues(op, k=args.k, which=which, method=args.method, tol=args.tol,
                                       max_iter=args.max_iter, seed=args.seed, progress=progress, store=record)
@@ -121,8 +123,10 @@ def run(args: argparse.Namespace) -> int:
             lines.append(f"{which} {args.k} ({how}, {res.n_hvps} HVPs): "
                          + ", ".join(f"{v:.6g}" for v in res.values) + flag
                          + (reused if f"{which}_eigenvalues" in record.reused else ""))
-            if which == ends[0] and res.rounding_error:
-                lines += _rounding_note(res.rounding_error, which, args.tol, min(CHECK_SAMPLES, op.num_samples))
+            flagged = flagged or (not res.converged and res.precision_limited)
+            if which == ends[-1] and res.rounding_error:
+                lines += _rounding_note(res.rounding_error, which, args.tol, min(CHECK_SAMPLES, op.num_samples),
+                                        flagged)
     if args.trace:
         res = hessian.trace(op, n_probes=args.probes, method=args.trace_method, seed=args.seed, progress=progress,
                             store=record)
