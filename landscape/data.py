@@ -2,9 +2,11 @@
 
 Built-in data never touches the network: ``digits`` ships with scikit-learn and ``mnist1d`` is
 generated locally (and cached). CIFAR and (Fashion-)MNIST are read from files the user already
-has under ``--data-root``. Everything comes back as a `LabeledData` (a `TensorDataset` that knows
-its name, input shape and class count) normalized with fixed per-dataset statistics, never
-augmented.
+has under ``--data-root``. They come back as a `LabeledData` (a `TensorDataset` that knows its
+name, input shape and class count) normalized with fixed per-dataset statistics, never augmented.
+A user factory's Dataset or DataLoader (``pkg.module:factory``) may be larger than memory: the
+measuring commands take it as a `UserData`, described by its first samples and streamed, never
+read whole.
 """
 from __future__ import annotations
 
