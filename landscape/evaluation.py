@@ -22,7 +22,8 @@ from .risk import PRECISIONS, EmpiricalRisk, check_precision, eval_mode, precisi
 DEFAULT_BATCH_SIZE = 256
 __all__ = ["Evaluator", "AdaptiveEvaluator", "evaluate", "eval_mode", "resolve_device", "precision_context",
            "PRECISIONS", "per_sample_loss", "DEFAULT_BATCH_SIZE", "BATCH_CANDIDATES", "time_forward",
-           "measure_batch_size", "measure_layout", "channels_last_model", "cached_batch_size", "cached_layout"]
+           "measure_batch_size", "measure_layout", "channels_last_model", "cached_batch_size", "cached_layout",
+           "remembered_choices"]
 
 
 def per_sample_loss(loss: LossSpec) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
@@ -291,23 +292,41 @@ def _cached(kind: str, model: nn.Module, inputs: torch.Tensor, compute: Callable
     Remembering keeps the same command bit-reproducible: summation order and kernels depend on
     the batch size and layout, and a fresh measurement could pick another one.
     """
-    import json
-
-    from .data import cache_dir
     from .jsonfile import write_json_atomic
 
-    spec = getattr(model, "landscape_spec", {"name": type(model).__name__, "args": {}})
-    key = json.dumps([kind, spec.get("name"), spec.get("args"), list(inputs.shape[1:]), inputs.device.type],
-                     sort_keys=True, default=str)
-    path = cache_dir() / "measured_choices.json"
-    try:
-        table = json.loads(path.read_text())
-    except (OSError, ValueError):
-        table = {}
+    key, path, table = _choice_key(kind, model, inputs), *_choices()
     if key not in table:
         table[key] = compute()
         write_json_atomic(path, table)
     return table[key]
+
+
+def _choice_key(kind: str, model: nn.Module, inputs: torch.Tensor) -> str:
+    import json
+
+    spec = getattr(model, "landscape_spec", {"name": type(model).__name__, "args": {}})
+    return json.dumps([kind, spec.get("name"), spec.get("args"), list(inputs.shape[1:]), inputs.device.type],
+                      sort_keys=True, default=str)
+
+
+def _choices() -> tuple:
+    import json
+
+    from .data import cache_dir
+
+    path = cache_dir() / "measured_choices.json"
+    try:
+        return path, json.loads(path.read_text())
+    except (OSError, ValueError):
+        return path, {}
+
+
+def remembered_choices(model: nn.Module, inputs: torch.Tensor) -> tuple[int | None, str | None]:
+    """(batch size, layout) that `cached_batch_size` and `cached_layout` remember for this model, input
+    shape and device, or None for what was never measured; measures nothing (cost plans use it)."""
+    table = _choices()[1]
+    batch = table.get(_choice_key("batch_size_interleaved", model, inputs))
+    return (None if batch is None else int(batch)), table.get(_choice_key("layout", model, inputs))
 
 
 def cached_batch_size(model: nn.Module, inputs: torch.Tensor) -> int:

@@ -139,3 +139,32 @@ def test_pilot_reads_only_the_head_of_a_loader_or_a_stream():
     seconds = pass_seconds_per_sample(model, DataLoader(_Stream(200), batch_size=64), ["forward"], pilot_samples=100)
     assert seconds["forward"] > 0
     assert pass_seconds_per_sample(model, _Stream(200), ["gradient"], pilot_samples=100)["gradient"] > 0
+
+
+def test_surface_pilot_runs_at_the_remembered_batch_size_and_layout(trained_ckpt, tmp_path, monkeypatch, capsys):
+    """When a run already measured this model's batch size and layout, the dry run's pilot uses them
+    (and reads one such batch per split), instead of batch 256 in the contiguous layout."""
+    import landscape.surface
+    from landscape import load_checkpoint
+    from landscape.evaluation import _cached, remembered_choices
+
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
+    model = load_checkpoint(trained_ckpt).model
+    head = landscape.get_dataset("digits", "train").inputs[:1]
+    assert remembered_choices(model, head) == (None, None)
+    _cached("batch_size_interleaved", model, head, lambda: 512)
+    _cached("layout", model, head, lambda: "channels_last")
+    assert remembered_choices(model, head) == (512, "channels_last")
+    seen = []
+    real = landscape.surface.compute_surface
+
+    def spy(model, directions, data, *args, **kw):
+        seen.append((kw["batch_size"], kw["layout"], {s: len(v[0]) for s, v in data.items()}))
+        return real(model, directions, data, *args, **kw)
+
+    monkeypatch.setattr(landscape.surface, "compute_surface", spy)
+    assert main(["surface", "--ckpt", str(trained_ckpt), "--x", "-1:1:5", "--out", str(tmp_path / "s"),
+                 "--dry-run", "--no-progress"]) == 0
+    assert seen and all(s[:2] == (512, "channels_last") for s in seen)
+    assert seen[0][2] == {"train": 512, "test": 360}  # one batch of 512 per split (the test split has 360)
+    assert "plan (surface)" in capsys.readouterr().out
