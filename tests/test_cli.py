@@ -110,6 +110,31 @@ def test_random_direction_options_with_dir_file_are_refused(command, flags, caps
     assert len(err) == 1 and f"drop {', '.join(named)}" in err[0] and "--dir-file" in err[0], err
 
 
+@pytest.mark.parametrize("source, flags, fragment", [
+    (["--ckpt2", "b.pt", "--ckpt3", "c.pt", "--y", "-1:1:3"], ["--seed", "1"], "--ckpt3 fixes them"),
+    (["--ckpt2", "b.pt"], ["--norm", "layer", "--ignore", "none"], "--ckpt2 without --y fixes them"),
+    (["--ckpt2", "b.pt", "--y", "-1:1:3"], ["--orthogonalize"], "always made orthogonal to the line"),
+    ([], ["--orthogonalize"], "without --y has one direction"),
+])
+@pytest.mark.parametrize("command", ["surface", "plot"])
+def test_random_direction_options_where_no_direction_is_random_are_refused(command, source, flags, fragment, capsys):
+    from landscape.cli import main
+
+    assert main([command, "--ckpt", "a.pt", *source, *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    named = [f for f in flags if f.startswith("--")]
+    assert len(err) == 1 and fragment in err[0] and f"drop {', '.join(named)}" in err[0], err
+
+
+def test_random_direction_options_that_shape_the_random_y_of_ckpt2_are_kept():
+    from landscape.cli import build_parser
+    from landscape.cli.surface import random_direction_options
+
+    args = build_parser().parse_args(["surface", "--ckpt", "a.pt", "--ckpt2", "b.pt", "--y", "-1:1:3", "--seed", "5",
+                                      "--norm", "layer"])
+    assert random_direction_options(args) == {"norm": "layer", "ignore": "biasbn", "seed": 5, "orthogonalize": False}
+
+
 def test_random_direction_defaults_apply_when_not_given(capsys):
     from landscape.cli import build_parser, main
     from landscape.cli.surface import random_direction_options
@@ -118,7 +143,8 @@ def test_random_direction_defaults_apply_when_not_given(capsys):
     assert "'a.pt' does not exist" in capsys.readouterr().err
     args = build_parser().parse_args(["surface", "--ckpt", "a.pt"])
     assert random_direction_options(args) == {"norm": "filter", "ignore": "biasbn", "seed": 0, "orthogonalize": False}
-    args = build_parser().parse_args(["plot", "--ckpt", "a.pt", "--seed", "4", "--orthogonalize", "--norm", "layer"])
+    args = build_parser().parse_args(["plot", "--ckpt", "a.pt", "--seed", "4", "--orthogonalize", "--norm", "layer",
+                                      "--x", "-1:1:3", "--y", "-1:1:3"])
     assert random_direction_options(args) == {"norm": "layer", "ignore": "biasbn", "seed": 4, "orthogonalize": True}
 
 

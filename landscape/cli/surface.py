@@ -108,8 +108,7 @@ def bias_dir_option(args: argparse.Namespace) -> str:
 
     if args.bias_dir is None:
         return "random"
-    source = ("--dir-file" if args.dir_file else "--trajectory" if getattr(args, "trajectory", None) else
-              "--ckpt3" if args.ckpt3 else "--ckpt2 without --y" if args.ckpt2 and args.y is None else None)
+    source = "--trajectory" if getattr(args, "trajectory", None) else _fixed_directions(args)
     if source:
         raise LandscapeError(f"--bias-dir shapes random directions, and with {source} none is drawn (the "
                              "directions are fixed by it): drop --bias-dir")
@@ -119,16 +118,30 @@ def bias_dir_option(args: argparse.Namespace) -> str:
 RANDOM_DIRECTION_DEFAULTS = {"norm": "filter", "ignore": "biasbn", "seed": 0, "orthogonalize": False}
 
 
+def _fixed_directions(args: argparse.Namespace) -> str | None:
+    """The flag that fixes every direction so that none is drawn at random (None: some are drawn)."""
+    return ("--dir-file" if args.dir_file else "--ckpt3" if args.ckpt3 else
+            "--ckpt2 without --y" if args.ckpt2 and args.y is None else None)
+
+
 def random_direction_options(args: argparse.Namespace) -> dict:
-    """SurfaceJob's norm, ignore, seed and orthogonalize; given with --dir-file, whose directions are
-    read as they are, they are refused rather than silently ignored."""
+    """SurfaceJob's norm, ignore, seed and orthogonalize; where no direction is drawn at random
+    (--dir-file, --ckpt3, --ckpt2 without --y) they are refused rather than silently ignored, and
+    --orthogonalize where it has nothing to do (one direction, or --ckpt2's y, always orthogonal)."""
     from ..errors import LandscapeError
 
     given = [k for k in RANDOM_DIRECTION_DEFAULTS if getattr(args, k) is not None]
-    if given and args.dir_file:
+    source = None if getattr(args, "trajectory", None) else _fixed_directions(args)  # PCA reads --ignore
+    if given and source:
         flags = ", ".join(f"--{k}" for k in given)
-        raise LandscapeError(f"{flags} shape{'s' if len(given) == 1 else ''} random directions, and --dir-file "
-                             f"gives them ready-made (they are used as they are): drop {flags}")
+        how = "gives them ready-made (they are used as they are)" if source == "--dir-file" else \
+            "fixes them (no direction is drawn at random)"
+        raise LandscapeError(f"{flags} shape{'s' if len(given) == 1 else ''} random directions, and {source} "
+                             f"{how}: drop {flags}")
+    if args.orthogonalize and not getattr(args, "trajectory", None) and (args.y is None or args.ckpt2):
+        why = "with --ckpt2 the y direction is always made orthogonal to the line" if args.ckpt2 else \
+            "a surface without --y has one direction"
+        raise LandscapeError(f"--orthogonalize has nothing to do here ({why}): drop --orthogonalize")
     return {k: default if getattr(args, k) is None else getattr(args, k)
             for k, default in RANDOM_DIRECTION_DEFAULTS.items()}
 
