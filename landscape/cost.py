@@ -26,9 +26,11 @@ MAX_PILOT_SAMPLES = 1024  # a surface pilot reads one batch of the run's size pe
 BLOCK = 8  # products per block in the trace and the density (landscape.hessian.lanczos.DEFAULT_BLOCK_SIZE)
 PILOT_BLOCK = 4  # the pilot times one product and one block of this many: F + S and F + 4 S
 HVP_PILOT_SAMPLES = 256  # half a batch of the Hessian operator's default size: close to its per-batch cost, cheap
-# Lanczos steps a top-k run typically takes before every wanted value meets tol 1e-6 (the digits
-# convnet: 6 for k = 1, 13 for k = 5; flatter spectra take more); the plan also says "at most" the cap.
-LANCZOS_TYPICAL = (8, 3)  # steps ~ 8 + 3 k
+# Lanczos steps a top-k run typically takes before every wanted value meets its tol (trained digits
+# convnets, BENCHMARKS.md: 5-7 for k = 1, 11.8-13.5 for k = 5 on six checkpoints; clustered spectra at
+# initialisation take more, 37 for k = 5); the plan also says "at most" the cap.
+LANCZOS_TYPICAL = (4, 2)  # steps ~ 4 + 2 k
+EIG_STEPS_PER_POINT = 16  # surface --eig: one Lanczos run for both ends of the spectrum per point
 PACBAYES_SIGMAS = 17  # sigmas a PAC-Bayes bisection evaluates at --bisect-tol 1e-2: bracket, then halving
 
 
@@ -248,7 +250,7 @@ def surface_plan(job: Any, *, workers: int = 1, pilot_samples: int = PILOT_SAMPL
         eig_n = min(job.eig_samples or n_train, n_train)
         hvp = pass_seconds_per_sample(base.model, train, ["hvp"], loss=loss, device=job.device,
                                       pilot_samples=pilot_samples)["hvp"]  # one Lanczos product at a time
-        steps = min(job.eig_max_iter, 2 * LANCZOS_TYPICAL[0])
+        steps = min(job.eig_max_iter, EIG_STEPS_PER_POINT)
         parts.append(Part("Hessian extremes per point (--eig)", todo * steps, eig_n, "hvp", hvp,
                           note=f"about {steps} products per point, at most {job.eig_max_iter}"))
         pilot_text += f"; a Hessian-vector product {hvp * 1e3:.3g} ms/sample"

@@ -26,8 +26,8 @@ def test_blocked_products_share_the_first_pass():
     assert blocked_seconds_per_product(8, costs) == pytest.approx((2 + 8) / 8)
     assert blocked_seconds_per_product(10, costs, block=8) == pytest.approx((2 * 2 + 10) / 10)
     assert blocked_seconds_per_product(1, costs) == pytest.approx(3.0)
-    assert lanczos_steps(5, "largest", 10_000, None) == (23, 300)
-    assert lanczos_steps(5, "largest", 20, None) == (20, 20)
+    assert lanczos_steps(5, "largest", 10_000, None) == (14, 300)  # 11.8-13.5 measured on trained convnets
+    assert lanczos_steps(5, "largest", 10, None) == (10, 10)  # never more than the parameters
 
 
 def test_hessian_plan_counts_products(small_digits):
@@ -40,7 +40,7 @@ def test_hessian_plan_counts_products(small_digits):
                         density=True, density_iter=30, density_runs=2, float32_check=True, pilot_samples=64)
     by = {p.what.split(" (")[0]: p for p in plan.parts}
     assert by["trace"].passes == 20 and by["density"].passes == 60
-    assert by["largest 3 eigenvalues"].passes == 8 + 3 * 3
+    assert by["largest 3 eigenvalues"].passes == 4 + 2 * 3
     # the solver runs on kept gradient graphs (a few MiB here): built once, then a second backward per product
     assert by["largest: gradient graphs"].passes == 1 and by["largest: gradient graphs"].kind == "gradient"
     assert "gradient graphs" in plan.pilot and "a product on them" in plan.pilot
