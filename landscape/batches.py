@@ -129,9 +129,48 @@ def columns(data: Any, target_key: str | None = None) -> tuple[Inputs, torch.Ten
     return inputs, target
 
 
+def sampled_rows(loader: DataLoader) -> list[int] | None:
+    """The dataset rows a `DataLoader`'s sampler picks when they are not simply all of them (a
+    ``SubsetRandomSampler`` over a validation split, a list of indices), sorted; None when it walks
+    the whole dataset, or batches come from a ``batch_sampler`` or an `IterableDataset` (as given).
+
+    The data a loader stands for is the set its sampler draws from: a dataset mean over it is the
+    same in any order. ``drop_last`` is a training convenience, not part of that set, so it is not
+    applied. A sampler that draws with replacement has no such set and is refused.
+    """
+    from torch.utils.data import IterableDataset, RandomSampler, SequentialSampler, WeightedRandomSampler
+
+    if isinstance(loader.dataset, IterableDataset) or loader.batch_size is None:
+        return None
+    sampler = loader.sampler
+    if isinstance(sampler, WeightedRandomSampler) or getattr(sampler, "replacement", False):
+        raise LandscapeError("the DataLoader's sampler draws with replacement, so it stands for no fixed set of "
+                             "samples; pass its dataset, or a DataLoader without that sampler")
+    if isinstance(sampler, (SequentialSampler, RandomSampler)) and len(sampler) == len(loader.dataset) \
+            and not (loader.drop_last and len(sampler) % loader.batch_size):
+        return None
+    return sorted(set(int(i) for i in sampler))
+
+
+def plain_loader(data: Any) -> Any:
+    """``data``, but a `DataLoader` whose sampler picks a subset (`sampled_rows`) becomes one over that
+    `Subset` with the same batch size, collate function and workers, walked in order: what every
+    pass, count and subset of an `EmpiricalRisk` then reads (the sampler's own rows, all of them)."""
+    if not isinstance(data, DataLoader):
+        return data
+    rows = sampled_rows(data)
+    if rows is None:
+        return data
+    from torch.utils.data import Subset
+
+    return DataLoader(Subset(data.dataset, rows), batch_size=data.batch_size, collate_fn=data.collate_fn,
+                      num_workers=data.num_workers)
+
+
 def data_length(data: Any) -> int:
     if isinstance(data, DataLoader):
-        return len(data.dataset)  # type: ignore[arg-type]
+        rows = sampled_rows(data)
+        return len(data.dataset) if rows is None else len(rows)  # type: ignore[arg-type]
     if isinstance(data, (tuple, list)):
         return len(data[-1])
     if isinstance(data, Mapping):
@@ -181,6 +220,7 @@ def take(data: Any, indices: torch.Tensor | None, target_key: str | None = None)
 
     if indices is None:
         return data
+    data = plain_loader(data)  # indices count the rows a sampler picks, not the whole dataset's
     if isinstance(data, Mapping):
         return {k: t[indices] for k, t in data.items()}
     if in_memory(data):

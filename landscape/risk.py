@@ -24,7 +24,7 @@ from torch import nn
 
 from .attention import double_backward_attention
 from .batches import (Batch, ResidentBatches, StreamingBatches, call_model, choose_residency, concat,
-                      data_length, slice_batch)
+                      data_length, plain_loader, slice_batch)
 from .data import subset_indices
 from .errors import LandscapeError
 from .losses import LossSpec, batch_totals, correct_count, get_loss, loss_name, wide_head
@@ -132,6 +132,7 @@ class EmpiricalRisk:
         if batch_size is not None and batch_size < 1:
             raise LandscapeError(f"batch_size must be a positive number of samples, got {batch_size}")
         self.model = model
+        data = plain_loader(data)  # a DataLoader over a sampled subset stands for that subset
         self.device = resolve_device(device, model)
         # A model with nothing trainable (a frozen or BN-folded twin) can still be evaluated.
         frozen = params is None and not any(p.requires_grad for p in model.parameters())

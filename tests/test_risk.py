@@ -213,3 +213,35 @@ def test_a_resident_subset_reads_only_its_samples(digits_model, digits):
     resident = EmpiricalRisk(digits_model, Counted(), data_on="device", samples=50, seed=2, batch_size=20)
     assert read == set(resident.subset.tolist()) and len(read) == 50
     assert resident.evaluate() == EmpiricalRisk(digits_model, train, samples=50, seed=2, batch_size=20).evaluate()
+
+
+@pytest.mark.parametrize("data_on", ["stream", "device"])
+def test_a_dataloader_over_a_sampled_subset_stands_for_that_subset(data_on):
+    """A DataLoader whose sampler picks rows (a SubsetRandomSampler over a validation split) is the risk
+    of those rows: count, loss and Hessian products equal the risk of the same rows as tensors.
+    Streamed, its count once came from the whole dataset's targets, so products were 100/1437 of the
+    truth; drop_last is not part of the data; a sampler drawing with replacement is refused."""
+    from torch.utils.data import DataLoader, Subset, SubsetRandomSampler, TensorDataset, WeightedRandomSampler
+
+    d = landscape.get_dataset("digits", "train")
+    torch.manual_seed(0)
+    model = landscape.build_model("mlp", input_shape=(1, 8, 8), num_classes=10, hidden=[6]).double().eval()
+    x, y = d.inputs.double(), d.targets
+    rows = list(range(0, 300, 3))
+    ds = TensorDataset(x, y)
+    v = torch.randn(sum(p.numel() for p in model.parameters()), dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(0))
+    cases = [(DataLoader(ds, batch_size=16, sampler=SubsetRandomSampler(rows)), rows),
+             (DataLoader(Subset(ds, range(105)), batch_size=10, drop_last=True), list(range(105)))]
+    for loader, picked in cases:
+        ref = landscape.EmpiricalRisk(model, (x[picked], y[picked]), batch_size=16)
+        risk = landscape.EmpiricalRisk(model, loader, batch_size=16, data_on=data_on)
+        assert (risk.num_samples, risk.total_weight) == (len(picked), len(picked))
+        assert risk.loss() == pytest.approx(ref.loss(), rel=1e-12)
+        assert torch.allclose(risk.hvp(v), ref.hvp(v), rtol=1e-10, atol=1e-12)
+        sub = landscape.EmpiricalRisk(model, loader, batch_size=16, data_on=data_on, samples=40, seed=3)
+        chosen = [picked[i] for i in sub.subset.tolist()]  # the subset is drawn from the loader's rows
+        assert sub.loss() == pytest.approx(landscape.EmpiricalRisk(model, (x[chosen], y[chosen])).loss(), rel=1e-12)
+    weighted = DataLoader(ds, batch_size=16, sampler=WeightedRandomSampler(torch.ones(len(ds)), 100))
+    with pytest.raises(landscape.LandscapeError, match="draws with replacement"):
+        landscape.EmpiricalRisk(model, weighted, data_on=data_on)
