@@ -159,12 +159,16 @@ def plain_loader(data: Any) -> Any:
     if not isinstance(data, DataLoader):
         return data
     rows = sampled_rows(data)
-    if rows is None:
-        return data
+    return data if rows is None else _subset_loader(data, rows)
+
+
+def _subset_loader(loader: DataLoader, rows: list[int]) -> DataLoader:
+    """A `DataLoader` over ``rows`` of ``loader``'s dataset, in that order, with its batch size, collate
+    function and workers."""
     from torch.utils.data import Subset
 
-    return DataLoader(Subset(data.dataset, rows), batch_size=data.batch_size, collate_fn=data.collate_fn,
-                      num_workers=data.num_workers)
+    return DataLoader(Subset(loader.dataset, rows), batch_size=loader.batch_size or 1024,
+                      collate_fn=loader.collate_fn, num_workers=loader.num_workers)
 
 
 def data_length(data: Any) -> int:
@@ -231,8 +235,7 @@ def take(data: Any, indices: torch.Tensor | None, target_key: str | None = None)
         return {**inputs, target_key or "target": target} if isinstance(inputs, dict) else (*inputs, target)
     rows = indices.tolist()
     if isinstance(data, DataLoader):
-        return DataLoader(Subset(data.dataset, rows), batch_size=data.batch_size or 1024, collate_fn=data.collate_fn,
-                          num_workers=data.num_workers)
+        return _subset_loader(data, rows)
     return Subset(data, rows)
 
 

@@ -131,14 +131,15 @@ def random_direction_options(args: argparse.Namespace) -> dict:
     from ..errors import LandscapeError
 
     given = [k for k in RANDOM_DIRECTION_DEFAULTS if getattr(args, k) is not None]
-    source = None if getattr(args, "trajectory", None) else _fixed_directions(args)  # PCA reads --ignore
+    trajectory = getattr(args, "trajectory", None)
+    source = None if trajectory else _fixed_directions(args)  # a trajectory's PCA reads --ignore
     if given and source:
         flags = ", ".join(f"--{k}" for k in given)
         how = "gives them ready-made (they are used as they are)" if source == "--dir-file" else \
             "fixes them (no direction is drawn at random)"
         raise LandscapeError(f"{flags} shape{'s' if len(given) == 1 else ''} random directions, and {source} "
                              f"{how}: drop {flags}")
-    if args.orthogonalize and not getattr(args, "trajectory", None) and (args.y is None or args.ckpt2):
+    if args.orthogonalize and not trajectory and (args.y is None or args.ckpt2):
         why = "with --ckpt2 the y direction is always made orthogonal to the line" if args.ckpt2 else \
             "a surface without --y has one direction"
         raise LandscapeError(f"--orthogonalize has nothing to do here ({why}): drop --orthogonalize")
